@@ -1,0 +1,28 @@
+"""The array module the core computes with.
+
+NumPy for now; the layers only use ``numpy`` functions that CuPy mirrors, so a CuPy backend can
+later be chosen once here without touching the layer code.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+xp = np
+
+#: dtypes a model may compute in
+SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def resolve_dtype(dtype: object) -> np.dtype:
+    """Return ``dtype`` as a NumPy dtype, accepting ``"float32"``/``"float64"`` or the types.
+
+    Raises ``ValueError`` naming the bad value for anything else.
+    """
+    try:
+        resolved = np.dtype(dtype)  # type: ignore[call-overload]
+    except TypeError:
+        resolved = None
+    if resolved not in SUPPORTED_DTYPES:
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return resolved

@@ -1,0 +1,251 @@
+"""``nnscratch`` command line: train, evaluate, predict, gradcheck.
+
+Every failure the user can cause (bad flag, bad file, bad data) ends with one line on stderr and a
+non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+
+from . import __version__
+from .data import apply_preprocessing, digits_preprocessing, load_digit_inputs, load_digits_split
+from .errors import InputError, NNScratchError
+from .layers import Dense, ReLU
+from .losses import SoftmaxCrossEntropy
+from .model import Sequential, load_model
+from .optim import SGD
+from .report import write_report
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors in one line (and the exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not np.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite positive number, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="nnscratch", description="Neural networks from scratch in NumPy.")
+    parser.add_argument("--version", action="version", version=f"nnscratch {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train the digits model and write its run report",
+                       description="Train a digits classifier (default: the seed 64-32-10 "
+                       "network) and write a run folder with the model and its report.")
+    t.add_argument("--epochs", type=_positive_int, default=1000, help="default 1000")
+    t.add_argument("--batch-size", type=_positive_int, default=32, help="default 32")
+    t.add_argument("--lr", type=_positive_float, default=0.1, help="SGD learning rate (0.1)")
+    t.add_argument("--hidden", type=_positive_int, nargs="+", default=[32], metavar="N",
+                   help="hidden layer sizes, e.g. --hidden 128 64 (default 32)")
+    t.add_argument("--seed", type=_non_negative_int, default=0, help="weights and shuffling (0)")
+    t.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    t.add_argument("--out", type=Path, default=None, help="run folder (default runs/<timestamp>)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
+
+    e = sub.add_parser("evaluate", help="accuracy and classification report on the test split")
+    e.add_argument("model", type=Path, help="a model.safetensors written by train")
+
+    p = sub.add_parser("predict", help="predict digits from arrays or images",
+                       description="INPUT: .npy/.csv/.txt holding 8x8 (or 64-long) digits in "
+                       "the dataset's 0..16 scale, or an image file (PNG/JPEG, any size, dark or "
+                       "light background).")
+    p.add_argument("model", type=Path)
+    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    sub.add_parser("gradcheck", help="check every layer's and loss's gradients numerically")
+    return parser
+
+
+def _run_dir(out: Path | None) -> Path:
+    if out is not None:
+        return out
+    base = Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    path, i = base, 1
+    while path.exists():
+        path, i = Path(f"{base}-{i}"), i + 1
+    return path
+
+
+def _blas_info() -> list[dict[str, Any]]:
+    from threadpoolctl import threadpool_info
+
+    keys = ("internal_api", "version", "num_threads", "architecture", "threading_layer")
+    return [{k: lib.get(k) for k in keys} for lib in threadpool_info()]
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    out = _run_dir(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a directory")
+    split = load_digits_split()
+    prep = digits_preprocessing()
+    X_train = apply_preprocessing(split.X_train, prep)
+    X_test = apply_preprocessing(split.X_test, prep)
+    sizes = [X_train.shape[1], *args.hidden, 10]
+    layers: list[Any] = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
+        layers += [Dense(n_in, n_out), ReLU()]
+    model = Sequential(layers[:-1], seed=args.seed, dtype=args.dtype)
+    config = {"hidden": args.hidden, "activation": "relu", "loss": "softmax_cross_entropy",
+              "optimizer": "sgd", "lr": args.lr, "batch_size": args.batch_size,
+              "epochs": args.epochs, "seed": args.seed, "dtype": args.dtype}
+    model.preprocessing = prep
+    model.metadata = {"split": split.info, "config": config}
+    out.mkdir(parents=True, exist_ok=True)
+
+    start = time.perf_counter()
+    history = model.fit(X_train, split.y_train, epochs=args.epochs, batch_size=args.batch_size,
+                        optimizer=SGD(lr=args.lr), loss=SoftmaxCrossEntropy(),
+                        verbose=not args.quiet)
+    seconds = time.perf_counter() - start
+    model.save(out / "model.safetensors")  # first, so a failing plot never loses the model
+
+    extra = {"epochs": len(history), "train_seconds": round(seconds, 4), "seed": args.seed,
+             "config": config, "split": split.info, "blas": _blas_info(),
+             "nnscratch_version": __version__}
+    result = write_report(out, history=history.history, n_classes=10, y_train=split.y_train,
+                          pred_train=model.predict(X_train), y_test=split.y_test,
+                          proba_test=model.predict_proba(X_test), X_test_raw=split.X_test,
+                          extra=extra)
+    if not args.quiet:
+        print(f"test accuracy {result['test_accuracy']:.4f}, train accuracy "
+              f"{result['train_accuracy']:.4f}, loss {result['initial_loss']:.4f} -> "
+              f"{result['final_loss']:.6f} ({result['loss_reduction']:.2%} lower), "
+              f"{seconds:.2f} s for {len(history)} epochs")
+        print(f"run folder: {out}")
+    return 0
+
+
+def _test_split_of(model: Sequential, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    info = model.metadata.get("split") or {}
+    if info.get("dataset", "digits") != "digits" or model.n_features_in != 64:
+        raise InputError(f"{path}: the model was not trained on the digits dataset")
+    split = load_digits_split(test_size=float(info.get("test_size", 0.2)),
+                              random_state=int(info.get("random_state", 42)))
+    return apply_preprocessing(split.X_test, model.preprocessing), split.y_test
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .metrics import classification_report
+
+    model = load_model(args.model)
+    X_test, y_test = _test_split_of(model, args.model)
+    pred = model.predict(X_test)
+    print(f"test accuracy: {float((pred == y_test).mean()):.4f} ({int((pred == y_test).sum())}"
+          f"/{len(y_test)})")
+    print(classification_report(y_test, pred, model.n_outputs))
+    return 0
+
+
+def _ascii_digit(row: np.ndarray, side: int = 8) -> list[str]:
+    shades = " .:-=+*#%@"
+    levels = np.clip((row / 16.0 * (len(shades) - 1)).round().astype(int), 0, len(shades) - 1)
+    return ["  " + "".join(shades[v] * 2 for v in levels[r * side:(r + 1) * side])
+            for r in range(side)]
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    model = load_model(args.model)
+    raw, names = load_digit_inputs(args.inputs)
+    if raw.shape[1] != model.n_features_in:
+        raise InputError(f"{args.model}: expects {model.n_features_in} features per input, "
+                         f"the inputs have {raw.shape[1]}")
+    proba = model.predict_proba(apply_preprocessing(raw, model.preprocessing))
+    results = []
+    for name, p in zip(names, proba, strict=True):
+        top = np.argsort(-p, kind="stable")[:3]
+        results.append({"input": name, "prediction": int(top[0]),
+                        "top3": [{"label": int(k), "probability": float(p[k])} for k in top],
+                        "probabilities": [float(v) for v in p]})
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    for r, row in zip(results, raw, strict=True):
+        top3 = ", ".join(f"{t['label']}: {t['probability']:.1%}" for t in r["top3"])
+        print(f"{r['input']}: predicted digit {r['prediction']}   (top 3: {top3})")
+        print("\n".join(_ascii_digit(row)))
+    return 0
+
+
+def cmd_gradcheck(args: argparse.Namespace) -> int:
+    from .gradcheck import check_layer, check_loss
+
+    rng = np.random.default_rng(0)
+    checks = {
+        "Dense(5, 4)": check_layer(Dense(5, 4, seed=0, dtype="float64"),
+                                   rng.standard_normal((3, 5)), rng),
+        "ReLU()": check_layer(ReLU(), rng.standard_normal((3, 5)) + 0.01, rng),
+        "SoftmaxCrossEntropy()": check_loss(SoftmaxCrossEntropy(), rng.standard_normal((4, 6)),
+                                            rng.integers(0, 6, 4)),
+    }
+    for name, result in checks.items():
+        print(f"{name:24s} {result}")
+    return 0 if all(r.ok for r in checks.values()) else EXIT_ERROR
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
+            "gradcheck": cmd_gradcheck}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("nnscratch: interrupted", file=sys.stderr)
+        return 130
+    except (NNScratchError, ValueError, OSError) as exc:
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"nnscratch {args.command}: error: {msg}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""The exceptions nnscratch raises on bad input.
+
+Each one is a ``ValueError`` (or ``OSError`` for files) so code that already catches those keeps
+working, and each message names the problem in one line: the faces (CLI, web) print it as is.
+"""
+
+from __future__ import annotations
+
+
+class NNScratchError(Exception):
+    """Base class of every error nnscratch raises on purpose."""
+
+
+class InputError(NNScratchError, ValueError):
+    """Data handed to fit/predict is malformed: shape, dtype, NaN/inf, empty, labels, range."""
+
+
+class ModelFileError(NNScratchError, ValueError):
+    """A model file is missing, truncated, corrupt or not an nnscratch model."""
+
+
+class TrainingDiverged(NNScratchError, FloatingPointError):
+    """The training loss became NaN or infinite."""

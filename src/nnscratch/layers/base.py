@@ -1,0 +1,58 @@
+"""The one contract every layer follows.
+
+``forward(x, training)`` computes the output and, when ``training`` is true, caches what
+``backward`` needs. ``backward(grad_y)`` receives dL/dy, *overwrites* the layer's ``grads`` (same
+keys and shapes as ``params``) with dL/dparam and returns dL/dx.
+
+Speed note: in training mode a layer writes its outputs into workspace buffers it owns (one set per
+batch size) instead of allocating new arrays each step. An array returned by ``forward(...,
+training=True)`` or ``backward`` is therefore valid until the next call of the same method; copy it
+if you need to keep it. With ``training=False`` (prediction) every call returns fresh arrays.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+class Layer:
+    """Base class: parameters and gradients live in matching named dicts."""
+
+    def __init__(self) -> None:
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self._workspace: dict[Any, tuple[np.ndarray, ...]] = {}
+
+    # -- the contract -------------------------------------------------------------------------
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, grad_y: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """Fill ``self.grads`` and return dL/dx (``None`` when ``input_grad`` is false)."""
+        raise NotImplementedError
+
+    # -- shared plumbing ----------------------------------------------------------------------
+    def reset_parameters(self, rng: np.random.Generator, dtype: np.dtype) -> None:
+        """(Re)draw the parameters from ``rng`` in ``dtype``; layers without parameters do nothing."""
+        self._workspace.clear()
+
+    def output_size(self, input_size: int) -> int:
+        """Number of output features for ``input_size`` input features."""
+        return input_size
+
+    def get_config(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this layer (saved in model files)."""
+        return {}
+
+    @property
+    def n_params(self) -> int:
+        return sum(p.size for p in self.params.values())
+
+    def __repr__(self) -> str:
+        args = ", ".join(
+            f"{v!r}" if k in getattr(self, "_positional", ()) else f"{k}={v!r}"
+            for k, v in self.get_config().items()
+        )
+        return f"{type(self).__name__}({args})"

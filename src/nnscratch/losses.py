@@ -1,0 +1,128 @@
+"""Loss functions. Targets are integer class labels (m,) or one-hot / probability rows (m, k)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    """``log softmax(z)`` row-wise, stable: ``(z - max) - log(sum(exp(z - max)))``."""
+    s = z - z.max(axis=1, keepdims=True)
+    return s - np.log(np.exp(s).sum(axis=1, keepdims=True))
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    r"""Row-wise softmax ``p_ij = exp(z_ij) / sum_k exp(z_ik)``, computed as ``exp(z - max)``."""
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def softmax_jacobian(p: np.ndarray) -> np.ndarray:
+    r"""Jacobian of softmax for one row of probabilities ``p`` (k,): ``J = diag(p) - p p^T``.
+
+    For teaching only: training never builds it, because composed with cross-entropy it collapses
+    to ``dL/dz = p - y`` (see :class:`SoftmaxCrossEntropy`).
+    """
+    return np.diag(p) - np.outer(p, p)
+
+
+def _one_hot(target: np.ndarray, k: int, dtype: np.dtype) -> np.ndarray:
+    if target.ndim == 2:
+        return np.asarray(target, dtype=dtype)
+    out = np.zeros((target.shape[0], k), dtype=dtype)
+    out[np.arange(target.shape[0]), target] = 1
+    return out
+
+
+class SoftmaxCrossEntropy:
+    r"""Softmax followed by cross-entropy, fused and computed from the logits.
+
+    For logits ``Z`` (m, k) and one-hot targets ``Y`` (m, k), ``P = softmax(Z)`` row-wise::
+
+        L  = -(1/m) * sum_i sum_j Y_ij * log P_ij
+           = (1/m) * sum_i [ logsumexp(Z_i) - Z_i,y_i ]        (computed from log-softmax)
+        dL/dZ = (P - Y) / m
+
+    The row maximum is subtracted before ``exp`` so nothing overflows, and the loss is taken from
+    log-softmax so ``log(0)`` never happens.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[tuple[int, ...], tuple[np.ndarray, ...]] = {}
+
+    def __call__(self, logits: np.ndarray, target: np.ndarray) -> float:
+        return self.forward(logits, target)
+
+    def forward(self, logits: np.ndarray, target: np.ndarray) -> float:
+        """Mean loss over the batch; caches what :meth:`backward` needs."""
+        Y = _one_hot(np.asarray(target), logits.shape[1], logits.dtype)
+        logp = log_softmax(logits)
+        self._p, self._Y = np.exp(logp), Y
+        return float(-(Y * logp).sum() / logits.shape[0])
+
+    def backward(self) -> np.ndarray:
+        """dL/dZ = (P - Y) / m for the batch of the last :meth:`forward`."""
+        return (self._p - self._Y) / self._p.shape[0]
+
+    def per_example(self, logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Loss of each example (m,), for integer labels: ``logsumexp(Z_i) - Z_i,y_i``.
+
+        Fast on column-major (Fortran-order) logits, which the fit loop uses for the epoch.
+        """
+        row_max = logits.max(axis=1)
+        z_y = logits[np.arange(logits.shape[0]), labels]
+        return np.log(np.exp(logits - row_max[:, None]).sum(axis=1)) + row_max - z_y
+
+    def gradient(self, logits: np.ndarray, Y: np.ndarray) -> np.ndarray:
+        """dL/dZ = (softmax(Z) - Y) / m without computing the loss: the training hot path.
+
+        ``Y`` is one-hot (m, k) in the dtype of ``logits``. Writes into a workspace buffer reused
+        at the next call with the same shape, in seven ufunc calls and no allocation.
+        """
+        m = logits.shape[0]
+        bufs = self._buffers.get(logits.shape)
+        if bufs is None:
+            bufs = self._buffers[logits.shape] = (
+                np.empty_like(logits), np.empty((m, 1), logits.dtype), np.empty((m, 1), logits.dtype))
+        g, row_max, row_sum = bufs
+        # fmax.reduce is the fastest row maximum NumPy has for small rows (a NaN logit is caught
+        # by the loop's guard on the epoch loss).
+        np.fmax.reduce(logits, axis=1, keepdims=True, out=row_max)
+        np.subtract(logits, row_max, out=g)                 # S = Z - max(Z)
+        np.exp(g, out=g)                                    # E = exp(S)
+        np.add.reduce(g, axis=1, keepdims=True, out=row_sum)
+        np.divide(g, row_sum, out=g)                        # P = E / sum(E)
+        np.subtract(g, Y, out=g)                            # P - Y
+        np.multiply(g, 1.0 / m, out=g)                      # (P - Y) / m
+        return g
+
+    def __repr__(self) -> str:
+        return "SoftmaxCrossEntropy()"
+
+
+class MeanSquaredError:
+    r"""Mean squared error ``L = (1/m) * sum_i ||yhat_i - y_i||^2 / k`` (PyTorch's ``MSELoss``).
+
+    ``dL/dyhat = 2 (yhat - y) / (m k)``. Integer labels are one-hot encoded first.
+    """
+
+    def __call__(self, pred: np.ndarray, target: np.ndarray) -> float:
+        return self.forward(pred, target)
+
+    def forward(self, pred: np.ndarray, target: np.ndarray) -> float:
+        Y = _one_hot(np.asarray(target), pred.shape[1], pred.dtype)
+        self._diff = pred - Y
+        return float((self._diff**2).mean())
+
+    def backward(self) -> np.ndarray:
+        return 2.0 * self._diff / self._diff.size
+
+    def per_example(self, pred: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        Y = _one_hot(labels, pred.shape[1], pred.dtype)
+        return ((pred - Y) ** 2).mean(axis=1)
+
+    def gradient(self, pred: np.ndarray, Y: np.ndarray) -> np.ndarray:
+        return 2.0 * (pred - Y) / pred.size
+
+    def __repr__(self) -> str:
+        return "MeanSquaredError()"

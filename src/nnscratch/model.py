@@ -1,0 +1,256 @@
+"""``Sequential``: a stack of layers trained as one model."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .backend import resolve_dtype
+from .callbacks import Callback, ProgressBar
+from .config import build_layer, layer_spec
+from .errors import InputError, ModelFileError
+from .io import read_model_file, write_model_file
+from .layers.base import Layer
+from .losses import SoftmaxCrossEntropy, softmax
+from .optim.base import Optimizer
+from .optim.sgd import SGD
+from .training import History, fit
+from .validation import check_features, check_labels, check_positive_int
+
+
+class Sequential:
+    """Layers applied one after the other; the last one outputs the logits.
+
+    >>> from nnscratch.layers import Dense, ReLU
+    >>> model = Sequential([Dense(64, 32), ReLU(), Dense(32, 10)], seed=0)
+    >>> model
+    Sequential(
+      (0): Dense(64, 32, init='he_normal')
+      (1): ReLU()
+      (2): Dense(32, 10, init='he_normal')
+    )
+
+    All parameters live in one flat buffer and each layer's ``params["W"]``/``params["b"]`` is a
+    view into it (gradients likewise), so an optimizer updates the whole model in one call
+    whatever its depth. ``parameters()`` returns that single (params, grads) pair.
+
+    Parameters
+    ----------
+    layers : sequence of Layer
+    seed : int or None
+        Seeds the generator that initialises the weights and shuffles the data in ``fit``.
+    dtype : "float32" (default) or "float64"
+    """
+
+    def __init__(self, layers: Sequence[Layer], *, seed: int | None = None,
+                 dtype: str | type = "float32") -> None:
+        layers = list(layers) if isinstance(layers, Iterable) else layers
+        if not isinstance(layers, list) or not layers:
+            raise ValueError("Sequential needs a non-empty list of layers")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise ValueError(f"Sequential layer {i} is not a Layer: {layer!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+            raise ValueError(f"seed must be an integer or None, got {seed!r}")
+        self.layers = layers
+        self.seed = seed
+        self.dtype = resolve_dtype(dtype)
+        self.rng = np.random.default_rng(seed)
+        self.n_features_in, self.n_outputs = self._trace_sizes()
+        trainable = [i for i, layer in enumerate(layers) if layer.params]
+        if not trainable:
+            raise ValueError("Sequential needs at least one layer with parameters (e.g. Dense)")
+        self._first_trainable = trainable[0]
+        for layer in layers:
+            layer.reset_parameters(self.rng, self.dtype)
+        self._flatten()
+        self.history: History | None = None
+        #: how raw inputs become model inputs (set by the CLI, saved in the model file)
+        self.preprocessing: dict[str, Any] = {}
+        #: free-form facts saved with the model (dataset, split, config, ...)
+        self.metadata: dict[str, Any] = {}
+
+    # -- structure ------------------------------------------------------------------------------
+    def _trace_sizes(self) -> tuple[int, int]:
+        sized = [i for i, layer in enumerate(self.layers) if hasattr(layer, "n_in")]
+        if not sized:
+            raise ValueError("Sequential needs a layer that fixes the input size (e.g. Dense)")
+        n_in = self.layers[sized[0]].n_in  # type: ignore[attr-defined]
+        size = n_in
+        for i, layer in enumerate(self.layers):
+            try:
+                size = layer.output_size(size)
+            except ValueError as exc:
+                raise ValueError(f"layer {i} ({layer!r}) does not fit: {exc}") from None
+        return n_in, size
+
+    def _flatten(self) -> None:
+        """Move every parameter (and gradient) into one contiguous buffer, as views."""
+        total = sum(p.size for layer in self.layers for p in layer.params.values())
+        self._flat_params = np.empty(total, dtype=self.dtype)
+        self._flat_grads = np.zeros(total, dtype=self.dtype)
+        offset = 0
+        for layer in self.layers:
+            for name, p in layer.params.items():
+                view = self._flat_params[offset:offset + p.size].reshape(p.shape)
+                view[...] = p
+                layer.params[name] = view
+                layer.grads[name] = self._flat_grads[offset:offset + p.size].reshape(p.shape)
+                offset += p.size
+
+    def _check_flat(self) -> None:
+        """Re-flatten if a user replaced a parameter array (``layer.params["W"] = ...``)."""
+        for layer in self.layers:
+            for name, p in layer.params.items():
+                if p.base is not self._flat_params or layer.grads[name].base is not self._flat_grads:
+                    if p.dtype != self.dtype:
+                        raise ValueError(f"{layer!r} params[{name!r}] has dtype {p.dtype}, "
+                                         f"the model computes in {self.dtype}")
+                    self._flatten()
+                    return
+
+    def parameters(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """[(all parameters, all gradients)]: one flat pair the layers' arrays are views of."""
+        self._check_flat()
+        return [(self._flat_params, self._flat_grads)]
+
+    def named_parameters(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """``("layers.<i>.<name>", param, grad)`` for every parameter, layer by layer."""
+        return [(f"layers.{i}.{k}", p, layer.grads[k])
+                for i, layer in enumerate(self.layers) for k, p in layer.params.items()]
+
+    @property
+    def n_params(self) -> int:
+        return int(self._flat_params.size)
+
+    # -- forward and backward ---------------------------------------------------------------
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """Logits for the (already checked) batch ``x``."""
+        for layer in self.layers:
+            x = layer.forward(x, training)
+        return x
+
+    def backward(self, grad_y: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """Back-propagate dL/dlogits through every layer; returns dL/dx (None if not asked).
+
+        With ``input_grad=False`` the layers before the first trainable one are skipped and that
+        one computes no input gradient: nothing needs the gradient of the data.
+        """
+        if input_grad:
+            for layer in reversed(self.layers):
+                grad_y = layer.backward(grad_y, True)
+            return grad_y
+        first = self._first_trainable
+        for i in range(len(self.layers) - 1, first - 1, -1):
+            grad_y = self.layers[i].backward(grad_y, i > first)
+        return None
+
+    # -- training -------------------------------------------------------------------------------
+    def fit(self, X: Any, y: Any, *, epochs: int = 1, batch_size: int = 32,
+            optimizer: Optimizer | None = None, loss: Any = None,
+            validation_data: tuple[Any, Any] | None = None, shuffle: bool = True,
+            callbacks: Sequence[Callback] | None = None, verbose: bool = False) -> History:
+        """Mini-batch training; returns (and stores in ``self.history``) the :class:`History`.
+
+        ``X`` (n, n_features) numbers; ``y`` (n,) integer labels in ``0..n_outputs-1``.
+        ``optimizer`` defaults to ``SGD(lr=0.01)``, ``loss`` to :class:`SoftmaxCrossEntropy`.
+        ``verbose=True`` shows a progress bar (on a terminal).
+        """
+        epochs = check_positive_int(epochs, "epochs")
+        batch_size = check_positive_int(batch_size, "batch_size")
+        if optimizer is None:
+            optimizer = SGD(lr=0.01)
+        if not isinstance(optimizer, Optimizer):
+            raise ValueError(f"optimizer must be an nnscratch Optimizer, got {optimizer!r}")
+        loss = SoftmaxCrossEntropy() if loss is None else loss
+        if not all(hasattr(loss, a) for a in ("gradient", "per_example")):
+            raise ValueError(f"loss must be an nnscratch loss, got {loss!r}")
+        X = check_features(X, self.n_features_in, self.dtype)
+        y = check_labels(y, X.shape[0], self.n_outputs)
+        val = None
+        if validation_data is not None:
+            if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
+                raise InputError("validation_data must be a pair (X_val, y_val)")
+            Xv = check_features(validation_data[0], self.n_features_in, self.dtype, "X_val")
+            val = (Xv, check_labels(validation_data[1], Xv.shape[0], self.n_outputs, "y_val"))
+        cbs = list(callbacks or [])
+        if verbose:
+            cbs.append(ProgressBar())
+        self.history = fit(self, X, y, n_classes=self.n_outputs, epochs=epochs,
+                           batch_size=batch_size, optimizer=optimizer, loss=loss, rng=self.rng,
+                           validation_data=val, shuffle=shuffle, callbacks=cbs)
+        return self.history
+
+    # -- prediction -----------------------------------------------------------------------------
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Logits (n, n_outputs) for inputs ``X`` (n, n_features) or one example (n_features,)."""
+        return self.forward(check_features(X, self.n_features_in, self.dtype), False)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities (n, n_outputs): softmax of the logits, rows sum to 1."""
+        return softmax(self.decision_function(X))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Most probable class of each example, integer labels of shape (n,)."""
+        return self.decision_function(X).argmax(axis=1)
+
+    def score(self, X: Any, y: Any) -> float:
+        """Accuracy on (X, y)."""
+        pred = self.predict(X)
+        return float((pred == check_labels(y, pred.shape[0], self.n_outputs)).mean())
+
+    # -- saving ---------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the model (architecture, weights, preprocessing, metadata) as safetensors."""
+        tensors = {name: p for name, p, _ in self.named_parameters()}
+        header = {"architecture": [layer_spec(layer) for layer in self.layers],
+                  "dtype": self.dtype.name, "seed": self.seed,
+                  "preprocessing": self.preprocessing, "metadata": self.metadata}
+        write_model_file(path, tensors, header)
+
+    # -- display --------------------------------------------------------------------------------
+    def summary(self) -> str:
+        """A table of layers, output shapes and parameter counts (also printed)."""
+        rows, size = [], self.n_features_in
+        for i, layer in enumerate(self.layers):
+            size = layer.output_size(size)
+            rows.append((f"({i}) {layer!r}", f"(None, {size})", f"{layer.n_params:,}"))
+        w = [max(len(r[c]) for r in rows + [("Layer", "Output", "Params")]) for c in range(3)]
+        lines = [f"{'Layer':<{w[0]}}  {'Output':<{w[1]}}  {'Params':>{w[2]}}", "-" * (sum(w) + 4)]
+        lines += [f"{a:<{w[0]}}  {b:<{w[1]}}  {c:>{w[2]}}" for a, b, c in rows]
+        lines += ["-" * (sum(w) + 4), f"Total parameters: {self.n_params:,} ({self.dtype.name})"]
+        text = "\n".join(lines)
+        print(text)
+        return text
+
+    def __repr__(self) -> str:
+        inner = "\n".join(f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers))
+        return f"Sequential(\n{inner}\n)"
+
+
+def load_model(path: str | os.PathLike[str]) -> Sequential:
+    """Read a model written by :meth:`Sequential.save`; bad files raise :class:`ModelFileError`."""
+    tensors, header = read_model_file(path)
+    try:
+        layers = [build_layer(spec) for spec in header["architecture"]]
+        model = Sequential(layers, seed=header.get("seed"), dtype=header.get("dtype", "float32"))
+    except (ValueError, TypeError) as exc:
+        raise ModelFileError(f"{path}: invalid architecture in model header ({exc})") from None
+    expected = {name: p for name, p, _ in model.named_parameters()}
+    if set(expected) != set(tensors):
+        missing = sorted(set(expected) - set(tensors)) or sorted(set(tensors) - set(expected))
+        raise ModelFileError(f"{path}: tensors do not match the architecture (e.g. {missing[0]})")
+    for name, p in expected.items():
+        t = tensors[name]
+        if t.shape != p.shape:
+            raise ModelFileError(
+                f"{path}: tensor {name} has shape {t.shape}, the architecture needs {p.shape}")
+        if not np.isfinite(t).all():
+            raise ModelFileError(f"{path}: tensor {name} contains NaN or infinite values")
+        p[...] = t
+    model.preprocessing = dict(header.get("preprocessing") or {})
+    model.metadata = dict(header.get("metadata") or {})
+    return model

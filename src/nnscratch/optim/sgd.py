@@ -1,0 +1,73 @@
+"""Stochastic gradient descent, with optional momentum, Nesterov momentum and L2 weight decay."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy.linalg.blas import get_blas_funcs
+
+from ..validation import check_positive_float
+from .base import Optimizer
+
+
+def _axpy(p: np.ndarray):  # type: ignore[no-untyped-def]
+    """BLAS ``axpy`` (y <- a*x + y, in place) for a contiguous float32/64 ``p``, else ``None``."""
+    if p.dtype in (np.float32, np.float64) and p.flags.c_contiguous:
+        return get_blas_funcs("axpy", (p,))
+    return None
+
+
+class SGD(Optimizer):
+    r"""Gradient descent on each (param ``p``, grad ``g``) pair, as PyTorch's ``torch.optim.SGD``.
+
+    With ``lr`` = eta, ``momentum`` = mu, ``weight_decay`` = lambda and velocity ``v`` (zero-free:
+    ``v = g`` at the first step)::
+
+        g = g + lambda * p                  (L2 weight decay, if lambda > 0)
+        v = mu * v + g                      (if mu > 0)
+        g = g + mu * v   if nesterov  else  g = v
+        p = p - eta * g
+
+    Plain SGD (mu = lambda = 0) is just ``p -= eta * g``; it is done with one BLAS ``axpy`` call on
+    the model's flat parameter buffer, the cheapest in-place update NumPy's stack offers.
+    """
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
+                 weight_decay: float = 0.0) -> None:
+        super().__init__(lr)
+        self.momentum = check_positive_float(momentum, "SGD momentum", allow_zero=True)
+        self.weight_decay = check_positive_float(weight_decay, "SGD weight_decay", allow_zero=True)
+        if not isinstance(nesterov, bool):
+            raise ValueError(f"SGD nesterov must be True or False, got {nesterov!r}")
+        if nesterov and self.momentum == 0:
+            raise ValueError("SGD nesterov=True needs momentum > 0")
+        self.nesterov = nesterov
+
+    def get_config(self) -> dict[str, Any]:
+        return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov,
+                "weight_decay": self.weight_decay}
+
+    def step(self) -> None:
+        lr, mu, wd = self.lr, self.momentum, self.weight_decay
+        for (p, g), st in zip(self.pairs, self.state, strict=True):
+            if mu == 0 and wd == 0:
+                axpy = st.get("axpy", False)
+                if axpy is False:  # first step: look the BLAS routine up once
+                    axpy = st["axpy"] = _axpy(p)
+                    st["flat"] = (g.reshape(-1), p.reshape(-1))
+                if axpy is not None:
+                    axpy(*st["flat"], a=-lr)  # p = p - lr * g, in place
+                else:
+                    p -= lr * g
+                continue
+            d = g + wd * p if wd else g.copy()
+            if mu:
+                v = st.get("velocity")
+                if v is None:
+                    v = st["velocity"] = d.copy()
+                else:
+                    v *= mu
+                    v += d
+                d = d + mu * v if self.nesterov else v
+            p -= lr * d

@@ -1,0 +1,124 @@
+"""The run report: metrics.json, history.csv, classification report, confusion matrix, pictures.
+
+Plots use ``matplotlib.figure.Figure`` directly (no pyplot, no global backend state), so writing a
+report works headless and from threads.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from . import metrics
+
+
+def _save(fig: Figure, path: Path) -> None:
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+
+
+def plot_training_loss(history: Mapping[str, Sequence[float]], path: Path) -> None:
+    """Loss per epoch (log scale), with validation loss when recorded."""
+    fig = Figure(figsize=(7, 4))
+    ax = fig.add_subplot()
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    ax.plot(epochs, history["loss"], label="training loss")
+    if "val_loss" in history:
+        ax.plot(epochs, history["val_loss"], label="validation loss")
+    ax.set(xlabel="epoch", ylabel="cross-entropy loss", yscale="log", title="Training loss")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    _save(fig, path)
+
+
+def plot_confusion_matrix(cm: np.ndarray, path: Path) -> None:
+    fig = Figure(figsize=(6, 5))
+    ax = fig.add_subplot()
+    im = ax.imshow(cm, cmap="Blues")
+    fig.colorbar(im, ax=ax)
+    k = cm.shape[0]
+    ax.set(xticks=range(k), yticks=range(k), xlabel="predicted", ylabel="true",
+           title="Confusion matrix (test set)")
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
+                    color="white" if cm[i, j] > cm.max() / 2 else "black")
+    _save(fig, path)
+
+
+def _digit_grid(images: np.ndarray, titles: list[str], path: Path, suptitle: str,
+                colors: list[str] | None = None, cols: int = 10) -> None:
+    n = max(1, len(images))
+    rows = (n + cols - 1) // cols
+    fig = Figure(figsize=(1.3 * cols, 1.5 * rows + 0.5))
+    side = int(round(np.sqrt(images.shape[1]))) if len(images) else 8
+    for i, (img, title) in enumerate(zip(images, titles, strict=True)):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        ax.imshow(img.reshape(side, side), cmap="gray_r", interpolation="nearest")
+        ax.set_title(title, fontsize=8, color=(colors[i] if colors else "black"))
+        ax.axis("off")
+    fig.suptitle(suptitle)
+    _save(fig, path)
+
+
+def plot_sample_digits(X: np.ndarray, y: np.ndarray, path: Path, per_class: int = 2) -> None:
+    """A few examples of every class."""
+    idx = [i for c in np.unique(y) for i in np.flatnonzero(y == c)[:per_class]]
+    _digit_grid(X[idx], [f"label {y[i]}" for i in idx], path, "Sample digits")
+
+
+def plot_sample_predictions(X: np.ndarray, y_true: np.ndarray, proba: np.ndarray, path: Path,
+                            n_correct: int = 10, n_wrong: int = 10) -> None:
+    """Correct predictions (green) and wrong ones (red), each with its confidence."""
+    pred = proba.argmax(axis=1)
+    right, wrong = np.flatnonzero(pred == y_true)[:n_correct], np.flatnonzero(pred != y_true)[:n_wrong]
+    idx = np.concatenate([right, wrong]).astype(int)
+    titles = [f"pred {pred[i]} ({proba[i, pred[i]]:.0%})\ntrue {y_true[i]}" for i in idx]
+    colors = ["green"] * len(right) + ["red"] * len(wrong)
+    _digit_grid(X[idx], titles, path,
+                f"Sample predictions: {len(right)} correct, {len(wrong)} wrong shown", colors)
+
+
+def write_history_csv(history: Mapping[str, Sequence[float]], path: Path) -> None:
+    keys = list(history)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["epoch", *keys])
+        for e in range(len(history[keys[0]])):
+            w.writerow([e + 1, *(f"{history[k][e]:.8g}" for k in keys)])
+
+
+def write_report(out: Path, *, history: Mapping[str, Sequence[float]], n_classes: int,
+                 y_train: np.ndarray, pred_train: np.ndarray, y_test: np.ndarray,
+                 proba_test: np.ndarray, X_test_raw: np.ndarray,
+                 extra: Mapping[str, Any]) -> dict[str, Any]:
+    """Write every report file into ``out``; returns the metrics written to metrics.json."""
+    out.mkdir(parents=True, exist_ok=True)
+    pred_test = proba_test.argmax(axis=1)
+    cm = metrics.confusion_matrix(y_test, pred_test, n_classes)
+    initial, final = float(history["loss"][0]), float(history["loss"][-1])
+    result: dict[str, Any] = {
+        "test_accuracy": metrics.accuracy(y_test, pred_test),
+        "train_accuracy": metrics.accuracy(y_train, pred_train),
+        "initial_loss": initial,
+        "final_loss": final,
+        "loss_reduction": 1.0 - final / initial if initial > 0 else 0.0,
+        **extra,
+        "per_class": metrics.per_class(y_test, pred_test, n_classes),
+    }
+    (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_history_csv(history, out / "history.csv")
+    (out / "classification_report.txt").write_text(
+        metrics.classification_report(y_test, pred_test, n_classes))
+    np.savetxt(out / "confusion_matrix.csv", cm, fmt="%d", delimiter=",",
+               header=",".join(f"pred_{c}" for c in range(n_classes)), comments="")
+    plot_training_loss(history, out / "training_loss.png")
+    plot_confusion_matrix(cm, out / "confusion_matrix.png")
+    plot_sample_digits(X_test_raw, y_test, out / "sample_digits.png")
+    plot_sample_predictions(X_test_raw, y_test, proba_test, out / "sample_predictions.png")
+    return result

@@ -1,0 +1,82 @@
+"""Checks on user data, each failing with an :class:`InputError` that names the problem."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import InputError
+
+
+def check_features(X: object, n_features: int | None, dtype: np.dtype, name: str = "X") -> np.ndarray:
+    """Return ``X`` as a 2-D array of ``dtype``; reject what a model cannot take.
+
+    A single example given as a 1-D array of length ``n_features`` is accepted as one row.
+    """
+    try:
+        arr = np.asarray(X)
+    except (ValueError, TypeError) as exc:  # ragged lists and the like
+        raise InputError(f"{name} could not be read as an array: {exc}") from None
+    if arr.dtype.kind not in "biuf":
+        raise InputError(f"{name} must be numeric, got dtype {arr.dtype}")
+    if arr.ndim == 1 and n_features is not None and arr.shape[0] == n_features:
+        arr = arr.reshape(1, -1)
+    if arr.ndim != 2:
+        raise InputError(f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise InputError(f"{name} is empty: it has 0 samples")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise InputError(
+            f"{name} has {arr.shape[1]} features per sample, the model expects {n_features}"
+        )
+    arr = np.asarray(arr, dtype=dtype)
+    if not np.isfinite(arr).all():
+        raise InputError(f"{name} contains NaN or infinite values")
+    return arr
+
+
+def check_labels(y: object, n_samples: int, n_classes: int, name: str = "y") -> np.ndarray:
+    """Return ``y`` as a 1-D ``int64`` array of class indices in ``0..n_classes-1``."""
+    try:
+        arr = np.asarray(y)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{name} could not be read as an array: {exc}") from None
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr.ravel()
+    if arr.ndim != 1:
+        raise InputError(f"{name} must be 1-D class labels, got shape {arr.shape}")
+    if arr.shape[0] != n_samples:
+        raise InputError(f"{name} has {arr.shape[0]} labels but X has {n_samples} samples")
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all():
+            raise InputError(f"{name} contains NaN or infinite values")
+        if not np.all(arr == np.round(arr)):
+            raise InputError(f"{name} must hold integer class labels, got non-integer values")
+    elif arr.dtype.kind not in "biu":
+        raise InputError(f"{name} must hold integer class labels, got dtype {arr.dtype}")
+    labels = arr.astype(np.int64)
+    bad = (labels < 0) | (labels >= n_classes)
+    if bad.any():
+        raise InputError(
+            f"{name} holds labels outside 0..{n_classes - 1} "
+            f"(e.g. {labels[bad][0]}); the model has {n_classes} outputs"
+        )
+    return labels
+
+
+def check_positive_int(value: object, name: str) -> int:
+    """Return ``value`` if it is an int >= 1, else raise ``ValueError`` quoting it."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_positive_float(value: object, name: str, allow_zero: bool = False) -> float:
+    """Return ``value`` as a float if finite and > 0 (or >= 0), else raise ``ValueError``."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if ok:
+        v = float(value)  # type: ignore[arg-type]
+        ok = np.isfinite(v) and (v >= 0 if allow_zero else v > 0)
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+    return float(value)  # type: ignore[arg-type]
