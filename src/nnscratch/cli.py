@@ -241,6 +241,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nnscratch: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (NNScratchError, ValueError, OSError) as exc:
         msg = " ".join(str(exc).split()) or type(exc).__name__
         print(f"nnscratch {args.command}: error: {msg}", file=sys.stderr)

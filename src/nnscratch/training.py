@@ -103,32 +103,34 @@ def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epoch
     history = History()
     for cb in callbacks:
         cb.on_train_begin(epochs)
+    # a blow-up (overflow, NaN) is reported once, clearly, by the guard on the epoch's loss
     try:
-        for epoch in range(epochs):
-            if shuffle:
-                perm = rng.permutation(n)
-                np.take(X, perm, axis=0, out=Xs)
-                np.take(Y, perm, axis=0, out=Ys)
-                np.take(y, perm, axis=0, out=ys)
-            for xb, yb, zb in batches:
-                z = forward(xb, True)            # logits of the batch
-                copyto(zb, z)                    # kept for the epoch's loss and accuracy
-                backward(gradient(z, yb), False)  # dL/dZ, then back through the layers
-                step()                           # parameters -= lr * gradients (or Adam, ...)
+        with np.errstate(over="ignore", invalid="ignore"):
+            for epoch in range(epochs):
+                if shuffle:
+                    perm = rng.permutation(n)
+                    np.take(X, perm, axis=0, out=Xs)
+                    np.take(Y, perm, axis=0, out=Ys)
+                    np.take(y, perm, axis=0, out=ys)
+                for xb, yb, zb in batches:
+                    z = forward(xb, True)            # logits of the batch
+                    copyto(zb, z)                    # kept for the epoch's loss and accuracy
+                    backward(gradient(z, yb), False)  # dL/dZ, then back through the layers
+                    step()                           # parameters -= lr * gradients (or Adam, ...)
 
-            epoch_loss, epoch_acc = evaluate_logits(loss, Z, ys)
-            if not np.isfinite(epoch_loss):
-                raise TrainingDiverged(
-                    f"training loss became {epoch_loss} at epoch {epoch + 1}; "
-                    "lower the learning rate")
-            logs = {"loss": epoch_loss, "accuracy": epoch_acc}
-            if validation_data is not None:
-                Xv, yv = validation_data
-                logs["val_loss"], logs["val_accuracy"] = evaluate_logits(
-                    loss, forward(Xv, False), yv)
-            history.append(epoch + 1, logs)
-            if any([cb.on_epoch_end(epoch + 1, logs) for cb in callbacks]):
-                break
+                epoch_loss, epoch_acc = evaluate_logits(loss, Z, ys)
+                if not np.isfinite(epoch_loss):
+                    raise TrainingDiverged(
+                        f"training loss became {epoch_loss} at epoch {epoch + 1}; "
+                        "lower the learning rate")
+                logs = {"loss": epoch_loss, "accuracy": epoch_acc}
+                if validation_data is not None:
+                    Xv, yv = validation_data
+                    logs["val_loss"], logs["val_accuracy"] = evaluate_logits(
+                        loss, forward(Xv, False), yv)
+                history.append(epoch + 1, logs)
+                if any([cb.on_epoch_end(epoch + 1, logs) for cb in callbacks]):
+                    break
     finally:
         for cb in callbacks:
             cb.on_train_end()

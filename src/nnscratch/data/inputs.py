@@ -21,6 +21,8 @@ def _read_array(path: Path) -> np.ndarray:
         if path.suffix.lower() == ".npy":
             return np.load(path, allow_pickle=False)
         text = path.read_text(encoding="utf-8")
+        if not text.strip():
+            raise InputError(f"{path}: is empty")
         return np.loadtxt(io.StringIO(text.replace(",", " ")), dtype=np.float64, ndmin=1)
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None

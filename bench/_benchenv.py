@@ -1,0 +1,90 @@
+"""What every benchmark result records about the machine it ran on.
+
+Imported by the scripts in this folder (run as ``python bench/<script>.py``, which puts this
+folder on ``sys.path``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def _cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def _git_state() -> dict:
+    def git(*args: str) -> str | None:
+        try:
+            r = subprocess.run(["git", *args], cwd=HERE, capture_output=True, text=True,
+                               timeout=10, check=False)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return r.stdout.strip() if r.returncode == 0 else None
+
+    status = git("status", "--porcelain", "--untracked-files=no")
+    diff = git("diff", "HEAD", "--", "src")
+    return {"commit": git("rev-parse", "HEAD"),
+            "dirty": None if status is None else bool(status),
+            # identifies uncommitted changes to the package source that were benchmarked
+            "src_diff_sha1": hashlib.sha1(diff.encode()).hexdigest() if diff else None}
+
+
+def blas_info() -> list[dict]:
+    """What threadpoolctl sees in this process (call after numpy/sklearn are imported)."""
+    from threadpoolctl import threadpool_info
+
+    keep = ("user_api", "internal_api", "prefix", "version", "architecture", "threading_layer",
+            "num_threads")
+    libs = [{k: lib.get(k) for k in keep} | {"file": os.path.basename(lib.get("filepath", ""))}
+            for lib in threadpool_info()]
+    return sorted(libs, key=lambda b: (b["user_api"] or "", b["file"]))
+
+
+def environment() -> dict:
+    """Python, NumPy, scikit-learn and BLAS versions, CPU count and model, load, git state."""
+    import numpy
+    import sklearn
+
+    import nnscratch
+
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        affinity = None
+    return {
+        "timestamp_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "numpy": numpy.__version__,
+        "sklearn": sklearn.__version__,
+        "nnscratch": nnscratch.__version__,
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": affinity,
+        "cpu_model": _cpu_model(),
+        "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "blas": blas_info(),
+        "env_vars": {k: v for k, v in os.environ.items()
+                     if k.startswith(("OPENBLAS", "OMP_", "MKL_", "GOTO", "BLIS", "VECLIB"))},
+        "git": _git_state(),
+    }
+
+
+def format_blas(blas: list[dict]) -> str:
+    return "; ".join(f"{b['internal_api']} {b['version']} ({b['prefix']}, "
+                     f"{b['architecture'] or '-'}, {b['num_threads']} threads)" for b in blas)

@@ -1,0 +1,226 @@
+"""Training speed on the seed task: nnscratch against scikit-learn's MLPClassifier.
+
+Both train the same network (64-32-10, ReLU, softmax cross-entropy) with the same plain
+mini-batch SGD (batch 32, lr 0.1, no momentum, no L2, shuffled every epoch) for the same number of
+epochs on the digits seed split (inputs scaled to [0, 1], float32 for both).
+
+Every timing runs in its own fresh subprocess (``--worker``): two OpenMP/BLAS runtimes warming up
+in one process disturb each other, and a fresh process gives each contender the same start. Runs
+alternate between the contenders (nnscratch, sklearn, nnscratch, sklearn, ...) so that a slow
+spell of this shared machine hits both; the figure reported is the median over pairs of the
+per-pair ratio sklearn seconds / nnscratch seconds. Only the ``fit`` call is timed (data loading,
+model construction and scoring are not).
+
+The environment is left as it is: no thread-count or OPENBLAS_* variable is set or changed.
+
+Usage::
+
+    python bench/seed_mlp.py [--pairs 3] [--epochs 1000] [--out bench/results/seed_mlp.json]
+
+The exit status is 0 whether or not the target is met (this is a report); it is 1 only if a
+worker fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from _benchenv import blas_info, environment, format_blas
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_OUT = HERE / "results" / "seed_mlp.json"
+CONTENDERS = ("nnscratch", "sklearn")
+TARGET_RATIO = 6.0  # nnscratch must be at least this many times faster than scikit-learn
+BATCH_SIZE = 32
+LR = 0.1
+HIDDEN = 32
+SEED = 0
+
+
+# -- the workers (run in a child process each) -------------------------------------------------
+def _data():
+    import numpy as np
+
+    from nnscratch.data import DIGITS_MAX, load_digits_split
+
+    split = load_digits_split()
+    X_train = (split.X_train / DIGITS_MAX).astype(np.float32)
+    X_test = (split.X_test / DIGITS_MAX).astype(np.float32)
+    return X_train, split.y_train, X_test, split.y_test
+
+
+def run_nnscratch(epochs: int) -> dict:
+    from nnscratch import Sequential
+    from nnscratch.layers import Dense, ReLU
+    from nnscratch.losses import SoftmaxCrossEntropy
+    from nnscratch.optim import SGD
+
+    X, y, X_test, y_test = _data()
+    model = Sequential([Dense(64, HIDDEN), ReLU(), Dense(HIDDEN, 10)], seed=SEED)
+    optimizer, loss = SGD(lr=LR), SoftmaxCrossEntropy()
+    c0, t0 = time.process_time(), time.perf_counter()
+    history = model.fit(X, y, epochs=epochs, batch_size=BATCH_SIZE, optimizer=optimizer,
+                        loss=loss)
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    assert len(history) == epochs, f"nnscratch ran {len(history)} epochs, not {epochs}"
+    return {"seconds": seconds, "cpu_seconds": cpu, "epochs": len(history),
+            "steps": len(history) * math.ceil(X.shape[0] / BATCH_SIZE),
+            "test_accuracy": model.score(X_test, y_test),
+            "train_loss": history["loss"][-1], "dtype": str(model.dtype)}
+
+
+def run_sklearn(epochs: int) -> dict:
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    X, y, X_test, y_test = _data()
+    clf = MLPClassifier(
+        hidden_layer_sizes=(HIDDEN,), activation="relu", solver="sgd", momentum=0.0,
+        nesterovs_momentum=False, learning_rate="constant", learning_rate_init=LR,
+        batch_size=BATCH_SIZE, alpha=0.0, early_stopping=False, max_iter=epochs, tol=0.0,
+        n_iter_no_change=epochs + 1, shuffle=True, random_state=SEED)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        c0, t0 = time.process_time(), time.perf_counter()
+        clf.fit(X, y)
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    assert clf.n_iter_ == epochs, f"sklearn ran {clf.n_iter_} epochs, not {epochs}"
+    return {"seconds": seconds, "cpu_seconds": cpu, "epochs": int(clf.n_iter_),
+            "steps": int(clf.n_iter_) * math.ceil(X.shape[0] / BATCH_SIZE),
+            "test_accuracy": float(clf.score(X_test, y_test)),
+            "train_loss": float(clf.loss_), "dtype": str(clf.coefs_[0].dtype)}
+
+
+def worker(name: str, epochs: int) -> None:
+    result = {"nnscratch": run_nnscratch, "sklearn": run_sklearn}[name](epochs)
+    result["contender"] = name
+    result["blas"] = blas_info()
+    print(json.dumps(result))
+
+
+def spawn(name: str, epochs: int) -> dict:
+    """Run one timing in a fresh interpreter; the environment is passed through untouched."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name,
+           "--epochs", str(epochs)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"worker {name} failed (exit {proc.returncode}):\n{proc.stderr}")
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"worker {name} printed no result:\n{proc.stdout}\n{proc.stderr}")
+    return json.loads(lines[-1])
+
+
+# -- the driver ----------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--pairs", type=int, default=3, help="alternating runs of each (default 3)")
+    p.add_argument("--epochs", type=int, default=1000, help="epochs per fit (default 1000)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="result JSON file")
+    p.add_argument("--worker", choices=CONTENDERS, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.pairs < 1 or args.epochs < 1:
+        p.error("--pairs and --epochs must be >= 1")
+    if args.worker:
+        worker(args.worker, args.epochs)
+        return 0
+
+    env = environment()
+    n_train = len(_data()[1])  # 1437
+    steps = args.epochs * math.ceil(n_train / BATCH_SIZE)
+    print(f"seed MLP 64-{HIDDEN}-10 ReLU, digits seed split, {args.epochs} epochs x "
+          f"{math.ceil(n_train / BATCH_SIZE)} batches of {BATCH_SIZE} = {steps:,} SGD steps "
+          f"(lr {LR}), float32")
+    print(f"python {env['python']}, numpy {env['numpy']}, sklearn {env['sklearn']}, "
+          f"{env['cpu_count']} CPUs ({env['cpu_model']}), "
+          f"load {' '.join(f'{x:.2f}' for x in env['loadavg'] or [])}")
+    print(f"BLAS: {format_blas(env['blas'])}")
+    print(f"each timing = fit() only, in a fresh subprocess; {args.pairs} alternating pairs\n")
+
+    pairs = []
+    header = f"{'pair':>4}  {'nnscratch s':>11}  {'sklearn s':>9}  {'sklearn/nnscratch':>17}"
+    print(header)
+    print("-" * len(header))
+    try:
+        for i in range(args.pairs):
+            run = {name: spawn(name, args.epochs) for name in CONTENDERS}  # in CONTENDERS order
+            ratio = run["sklearn"]["seconds"] / run["nnscratch"]["seconds"]
+            pairs.append({"pair": i + 1, **run, "ratio": ratio})
+            print(f"{i + 1:>4}  {run['nnscratch']['seconds']:>11.3f}  "
+                  f"{run['sklearn']['seconds']:>9.3f}  {ratio:>16.2f}x", flush=True)
+    except RuntimeError as exc:
+        print(f"\nERROR: {exc}", file=sys.stderr)
+        return 1
+
+    median_ratio = statistics.median(pr["ratio"] for pr in pairs)
+    # informational: CPU time of the child (all its threads); less disturbed by preemption on a
+    # shared machine, but not the figure judged
+    for pr in pairs:
+        pr["cpu_ratio"] = pr["sklearn"]["cpu_seconds"] / pr["nnscratch"]["cpu_seconds"]
+    median_cpu_ratio = statistics.median(pr["cpu_ratio"] for pr in pairs)
+    summary = {}
+    for name in CONTENDERS:
+        runs = [pr[name] for pr in pairs]
+        sec = statistics.median(r["seconds"] for r in runs)
+        summary[name] = {
+            "median_seconds": sec,
+            "min_seconds": min(r["seconds"] for r in runs),
+            "median_cpu_seconds": statistics.median(r["cpu_seconds"] for r in runs),
+            "steps": runs[0]["steps"],
+            "median_us_per_step": sec / runs[0]["steps"] * 1e6,
+            "test_accuracy": [r["test_accuracy"] for r in runs],
+            "dtype": runs[0]["dtype"],
+        }
+    passed = median_ratio >= TARGET_RATIO
+    print("-" * len(header))
+    print(f"median ratio sklearn/nnscratch: {median_ratio:.2f}x  "
+          f"(min {min(pr['ratio'] for pr in pairs):.2f}x, "
+          f"max {max(pr['ratio'] for pr in pairs):.2f}x)")
+    print(f"(for reference, median ratio of process CPU times: {median_cpu_ratio:.2f}x)")
+    for name in CONTENDERS:
+        s = summary[name]
+        acc = sorted(set(round(a, 4) for a in s["test_accuracy"]))
+        print(f"{name:>9}: {s['median_us_per_step']:7.1f} us/step (median {s['median_seconds']:.3f}"
+              f" s / {s['steps']:,} steps; cpu {s['median_cpu_seconds']:.3f} s), "
+              f"{s['dtype']}, test accuracy {', '.join(f'{a:.4f}' for a in acc)}")
+    default_config = args.epochs == 1000
+    verdict = "PASS" if passed else "FAIL"
+    note = "" if default_config else "  (non-default --epochs: indicative only)"
+    print(f"\nTARGET sklearn/nnscratch >= {TARGET_RATIO:g}x: {verdict} "
+          f"(median {median_ratio:.2f}x){note}")
+
+    worker_blas = {json.dumps(pr[n]["blas"], sort_keys=True) for pr in pairs for n in CONTENDERS}
+    result = {
+        "benchmark": "seed_mlp",
+        "config": {"architecture": [64, HIDDEN, 10], "activation": "relu",
+                   "loss": "softmax cross-entropy", "optimizer": f"SGD(lr={LR}), no momentum",
+                   "batch_size": BATCH_SIZE, "epochs": args.epochs, "pairs": args.pairs,
+                   "seed": SEED, "dtype": "float32", "data": "digits seed split, X/16",
+                   "order": "alternating nnscratch, sklearn per pair; fresh subprocess each",
+                   "timed": "fit() call only"},
+        "environment": env,
+        "worker_blas_consistent": len(worker_blas) == 1,
+        "pairs": pairs,
+        "summary": summary,
+        "median_ratio": median_ratio,
+        "median_cpu_ratio": median_cpu_ratio,
+        "target": {"ratio_at_least": TARGET_RATIO, "passed": passed, "verdict": verdict,
+                   "default_config": default_config},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
