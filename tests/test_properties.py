@@ -48,3 +48,14 @@ def test_extreme_logits_do_not_overflow():
     assert loss.forward(z, np.array([2])) == np.float32(2000.0)
     assert loss.forward(z, np.array([0])) == 0.0
     assert np.isfinite(loss.gradient(z, np.eye(3, dtype=np.float32)[[2]])).all()
+
+
+def test_fused_gradient_exact_when_rows_are_far_apart():
+    """Rows whose maxima differ by far more than exp's range still get exact probabilities."""
+    for dtype in (np.float32, np.float64):
+        z = np.array([[0.0, 1.0, 2.0], [-500.0, -501.0, -499.0], [3000.0, 2999.0, 0.0]], dtype)
+        Y = np.eye(3, dtype=dtype)[[2, 0, 1]]
+        g = SoftmaxCrossEntropy().gradient(z, Y)
+        expected = (softmax(z.astype(np.float64)) - Y) / 3
+        assert np.all(np.isfinite(g))
+        np.testing.assert_allclose(g, expected, atol=1e-7)

@@ -77,23 +77,33 @@ class SoftmaxCrossEntropy:
         """dL/dZ = (softmax(Z) - Y) / m without computing the loss: the training hot path.
 
         ``Y`` is one-hot (m, k) in the dtype of ``logits``. Writes into a workspace buffer reused
-        at the next call with the same shape, in seven ufunc calls and no allocation.
+        at the next call with the same shape, in eight NumPy calls and no allocation.
         """
-        m = logits.shape[0]
         bufs = self._buffers.get(logits.shape)
         if bufs is None:
+            m, dt = logits.shape[0], logits.dtype
             bufs = self._buffers[logits.shape] = (
-                np.empty_like(logits), np.empty((m, 1), logits.dtype), np.empty((m, 1), logits.dtype))
-        g, row_max, row_sum = bufs
-        # fmax.reduce is the fastest row maximum NumPy has for small rows (a NaN logit is caught
-        # by the loop's guard on the epoch loss).
-        np.fmax.reduce(logits, axis=1, keepdims=True, out=row_max)
-        np.subtract(logits, row_max, out=g)                 # S = Z - max(Z)
+                np.empty_like(logits), np.empty((m, 1), dt),
+                np.array(1.0 / m, dtype=dt),  # a 0-d array: no conversion of 1/m at each call
+                # below this row sum of exp(Z - c) the row's largest term is near the smallest
+                # normal float (1e-38 in float32) and its probabilities would lose precision
+                float(np.finfo(dt).tiny) * 1e8)
+        g, row_sum, inv_m, safe_row_sum = bufs
+        # Softmax is unchanged by subtracting any constant from a row. One constant for the whole
+        # batch, its largest logit c, costs a third of the row maxima and still keeps every
+        # exp(Z - c) <= 1 (no overflow). A row whose own maximum is far below c could underflow
+        # to all zeros, so the row sums are checked, and then the row maxima are used instead.
+        c = np.maximum.reduce(logits, axis=None)
+        np.subtract(logits, c, out=g)                       # S = Z - c
         np.exp(g, out=g)                                    # E = exp(S)
         np.add.reduce(g, axis=1, keepdims=True, out=row_sum)
+        if np.minimum.reduce(row_sum, axis=None) < safe_row_sum:
+            np.subtract(logits, logits.max(axis=1, keepdims=True), out=g)   # the textbook shift
+            np.exp(g, out=g)
+            np.add.reduce(g, axis=1, keepdims=True, out=row_sum)
         np.divide(g, row_sum, out=g)                        # P = E / sum(E)
         np.subtract(g, Y, out=g)                            # P - Y
-        np.multiply(g, 1.0 / m, out=g)                      # (P - Y) / m
+        np.multiply(g, inv_m, out=g)                        # (P - Y) / m
         return g
 
     def __repr__(self) -> str:

@@ -129,7 +129,8 @@ class Sequential:
     # -- forward and backward ---------------------------------------------------------------
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """Logits for the (already checked) batch ``x``, computed in the model's dtype."""
-        x = np.asarray(x, dtype=self.dtype)  # no copy when it already is
+        if x.dtype != self.dtype:
+            x = x.astype(self.dtype)
         for layer in self.layers:
             x = layer.forward(x, training)
         return x

@@ -6,7 +6,8 @@ It works on any model object with ``forward(x, training)``, ``backward(grad_y, i
 Where the time goes, and what the loop does about it (a batch-32 step of the 64-32-10 net costs
 tens of microseconds, so every NumPy call counts):
 
-- once per epoch the training set is shuffled into a contiguous copy (``np.take(..., out=)``);
+- once per epoch the training set (inputs and one-hot labels side by side) is shuffled into a
+  copy (``np.take(..., out=)``);
   the batches are views into that copy made once before the first epoch: no per-batch indexing;
 - the layers and the loss write into preallocated buffers (see :mod:`nnscratch.layers.base`);
 - the loss value is not computed per step: each batch's logits are copied into an epoch-long
@@ -72,9 +73,14 @@ def one_hot(labels: np.ndarray, n_classes: int, dtype: np.dtype) -> np.ndarray:
 
 
 def evaluate_logits(loss: Any, logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """Mean loss and accuracy of ``logits`` against integer ``labels``."""
-    return (float(loss.per_example(logits, labels).mean()),
-            float((logits.argmax(axis=1) == labels).mean()))
+    """Mean loss and accuracy of ``logits`` (n, k) against integer ``labels`` (n,).
+
+    An example counts as correct when its label's logit is the largest of its row: the same as
+    ``argmax == label`` except on exact ties, and twice as fast as ``argmax`` here.
+    """
+    label_logit = logits[np.arange(labels.shape[0]), labels]
+    correct = label_logit >= logits.max(axis=1)
+    return float(loss.per_example(logits, labels).mean()), float(correct.mean())
 
 
 def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epochs: int,
@@ -85,16 +91,14 @@ def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epoch
 
     ``X`` must already be in the model's dtype; validation data likewise.
     """
-    n = X.shape[0]
-    Y = one_hot(y, n_classes, X.dtype)
-    if shuffle:
-        Xs, Ys, ys = np.empty_like(X), np.empty_like(Y), np.empty_like(y)
-    else:
-        Xs, Ys, ys = X, Y, y
+    n, d = X.shape
+    # X and its one-hot labels side by side, so one np.take shuffles both
+    XY = np.concatenate([X, one_hot(y, n_classes, X.dtype)], axis=1)
+    XYs, ys = (np.empty_like(XY), np.empty_like(y)) if shuffle else (XY, y)
     # the epoch's logits, row i for example ys[i]; column-major because row-wise reductions over
     # 10 columns are 5x faster that way, and copying a batch into it costs the same
     Z = np.empty((n, n_classes), dtype=X.dtype, order="F")
-    batches = [(Xs[i:i + batch_size], Ys[i:i + batch_size], Z[i:i + batch_size])
+    batches = [(XYs[i:i + batch_size, :d], XYs[i:i + batch_size, d:], Z[i:i + batch_size])
                for i in range(0, n, batch_size)]
 
     optimizer.bind(model.parameters())
@@ -109,8 +113,7 @@ def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epoch
             for epoch in range(epochs):
                 if shuffle:
                     perm = rng.permutation(n)
-                    np.take(X, perm, axis=0, out=Xs)
-                    np.take(Y, perm, axis=0, out=Ys)
+                    np.take(XY, perm, axis=0, out=XYs)
                     np.take(y, perm, axis=0, out=ys)
                 for xb, yb, zb in batches:
                     z = forward(xb, True)            # logits of the batch

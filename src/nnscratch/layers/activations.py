@@ -25,17 +25,20 @@ class ReLU(Layer):
         if not training:
             return np.maximum(x, 0)
         ws = self._ws = self._workspace.get(x.shape) or self._make_workspace(x)
-        np.maximum(x, 0, out=ws[0])
+        # A = max(Z, 0), against an array of zeros: a Python 0 would be converted at every call,
+        # which costs more than the maximum itself at this size
+        np.maximum(x, ws[3], out=ws[0])
         return ws[0]
 
     def _make_workspace(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
-        ws = self._workspace[x.shape] = (np.empty_like(x), np.empty_like(x), np.empty_like(x))
-        return ws  # A, mask, dZ
+        ws = self._workspace[x.shape] = (np.empty_like(x), np.empty_like(x), np.empty_like(x),
+                                         np.zeros_like(x))
+        return ws  # A, mask, dZ, zeros
 
     def backward(self, grad_y: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         if not input_grad:
             return None
-        a, mask, dx = self._ws
+        a, mask, dx, _ = self._ws
         # Plain form: dx = grad_y * (a > 0). sign(a) is 1 where a > 0 and 0 where a == 0 (a >= 0),
         # and a float mask multiplies faster than a boolean one.
         np.sign(a, out=mask)
