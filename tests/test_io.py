@@ -120,8 +120,8 @@ def test_header_that_does_not_match(model_file, tmp_path, edit, match):
 
 
 def test_wrong_tensor_shape_or_nan(model_file, tmp_path):
-    from safetensors.numpy import load_file, save_file
     from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
 
     with safe_open(str(model_file), framework="numpy") as f:
         meta = f.metadata()
