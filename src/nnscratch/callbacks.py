@@ -26,7 +26,7 @@ class ProgressBar(Callback):
     def on_train_begin(self, epochs: int) -> None:
         if not (self.force or sys.stderr.isatty()):
             return
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         self._bar = tqdm(total=epochs, unit="epoch", file=sys.stderr, mininterval=0.2)
 
