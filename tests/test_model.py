@@ -196,3 +196,44 @@ def test_diverging_training_stops_with_clear_error(scaled):
     X, y, _, _ = scaled
     with pytest.raises(TrainingDiverged, match="epoch 1.*learning rate"):
         seed_net().fit(X, y, epochs=3, optimizer=SGD(lr=1e30))
+
+
+@pytest.mark.parametrize("sizes", [[5, 3], [6, 4, 3], [7, 8, 5, 4, 3]])
+@pytest.mark.parametrize("m", [1, 4, 9])
+def test_fast_training_path_matches_the_layer_by_layer_path(sizes, m, rng):
+    """Sequential's bias-trick fast path gives the layers' own forward/backward numbers."""
+    from nnscratch import fastpath
+
+    layers = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
+        layers += [Dense(n_in, n_out), ReLU()]
+    model = Sequential(layers[:-1], seed=1, dtype="float64")
+    assert model._fast is not None and fastpath.applies(model.layers)
+    for layer in model.layers[::2]:
+        layer.params["b"][...] = rng.standard_normal(layer.params["b"].shape)
+    x, g = rng.standard_normal((m, sizes[0])), rng.standard_normal((m, sizes[-1]))
+
+    z_fast = model.forward(x, training=True).copy()
+    dx_fast = model.backward(g).copy()
+    grads_fast = model.parameters()[0][1].copy()
+
+    h = x  # the plain path: each layer's own forward, then backward
+    for layer in model.layers:
+        h = layer.forward(h, training=True)
+    np.testing.assert_allclose(z_fast, h, rtol=1e-12, atol=1e-12)
+    d = g
+    for layer in reversed(model.layers):
+        d = layer.backward(d)
+    np.testing.assert_allclose(dx_fast, d, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(grads_fast, model.parameters()[0][1], rtol=1e-12, atol=1e-12)
+    assert model.backward(g, input_grad=False) is None
+
+
+def test_other_stacks_take_the_layer_by_layer_path(scaled):
+    X, y, _, _ = scaled
+    for layers in ([Dense(64, 10), Dense(10, 10)], [ReLU(), Dense(64, 10)],
+                   [Dense(64, 16), ReLU(), Dense(16, 10), ReLU()]):
+        model = Sequential(layers, seed=0)
+        assert model._fast is None
+        h = model.fit(X[:200], y[:200], epochs=3, optimizer=SGD(lr=0.1))
+        assert np.isfinite(h["loss"]).all()

@@ -12,6 +12,7 @@ from .backend import resolve_dtype
 from .callbacks import Callback, ProgressBar
 from .config import build_layer, layer_spec
 from .errors import InputError, ModelFileError
+from .fastpath import DenseReLUStack, applies
 from .io import read_model_file, write_model_file
 from .layers.base import Layer
 from .losses import SoftmaxCrossEntropy, softmax
@@ -93,13 +94,20 @@ class Sequential:
         self._flat_params = np.empty(total, dtype=self.dtype)
         self._flat_grads = np.zeros(total, dtype=self.dtype)
         offset = 0
+        blocks = []  # each layer's (params, grads) as 1-D views, in layer order
         for layer in self.layers:
+            start = offset
             for name, p in layer.params.items():
                 view = self._flat_params[offset:offset + p.size].reshape(p.shape)
                 view[...] = p
                 layer.params[name] = view
                 layer.grads[name] = self._flat_grads[offset:offset + p.size].reshape(p.shape)
                 offset += p.size
+            if layer.params:
+                blocks.append((self._flat_params[start:offset], self._flat_grads[start:offset]))
+        # training fast path (the bias trick) for Dense (ReLU Dense)* stacks; see fastpath.py
+        self._fast = (DenseReLUStack(self.layers[::2], blocks)  # type: ignore[arg-type]
+                      if applies(self.layers) else None)
 
     def _check_flat(self) -> None:
         """Re-flatten if a user replaced a parameter array (``layer.params["W"] = ...``)."""
@@ -131,6 +139,8 @@ class Sequential:
         """Logits for the (already checked) batch ``x``, computed in the model's dtype."""
         if x.dtype != self.dtype:
             x = x.astype(self.dtype)
+        if training and self._fast is not None:
+            return self._fast.forward(x)
         for layer in self.layers:
             x = layer.forward(x, training)
         return x
@@ -141,6 +151,8 @@ class Sequential:
         With ``input_grad=False`` the layers before the first trainable one are skipped and that
         one computes no input gradient: nothing needs the gradient of the data.
         """
+        if self._fast is not None:
+            return self._fast.backward(grad_y, input_grad)
         if input_grad:
             for layer in reversed(self.layers):
                 grad_y = layer.backward(grad_y, True)

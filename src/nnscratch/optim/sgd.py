@@ -48,19 +48,31 @@ class SGD(Optimizer):
         return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov,
                 "weight_decay": self.weight_decay}
 
+    def bind(self, pairs) -> None:  # type: ignore[no-untyped-def]
+        super().bind(pairs)
+        self._plain: list | None = None
+
+    def _plain_updates(self) -> list:
+        """For each pair, a call doing ``p -= lr * g`` in place, given (lr): BLAS axpy if it can."""
+        updates = []
+        for p, g in self.pairs:
+            axpy = _axpy(p)
+            if axpy is not None:
+                # y <- a*x + y with positional (x, y, n, a): half the call cost of keywords
+                p1, g1, n = p.reshape(-1), g.reshape(-1), p.size
+                updates.append(lambda lr, axpy=axpy, g1=g1, p1=p1, n=n: axpy(g1, p1, n, -lr))
+            else:
+                updates.append(lambda lr, p=p, g=g: p.__isub__(lr * g))
+        self._plain = updates
+        return updates
+
     def step(self) -> None:
         lr, mu, wd = self.lr, self.momentum, self.weight_decay
+        if mu == 0 and wd == 0:                     # plain SGD: p = p - lr * g
+            for update in self._plain or self._plain_updates():
+                update(lr)
+            return
         for (p, g), st in zip(self.pairs, self.state, strict=True):
-            if mu == 0 and wd == 0:
-                axpy = st.get("axpy", False)
-                if axpy is False:  # first step: look the BLAS routine up once
-                    axpy = st["axpy"] = _axpy(p)
-                    st["flat"] = (g.reshape(-1), p.reshape(-1))
-                if axpy is not None:
-                    axpy(*st["flat"], a=-lr)  # p = p - lr * g, in place
-                else:
-                    p -= lr * g
-                continue
             d = g + wd * p if wd else g.copy()
             if mu:
                 v = st.get("velocity")
