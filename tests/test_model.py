@@ -237,3 +237,26 @@ def test_other_stacks_take_the_layer_by_layer_path(scaled):
         assert model._fast is None
         h = model.fit(X[:200], y[:200], epochs=3, optimizer=SGD(lr=0.1))
         assert np.isfinite(h["loss"]).all()
+
+
+def test_one_hot_labels_and_history_attributes(scaled):
+    X, y, _, _ = scaled
+    a, b = seed_net(), seed_net()
+    ha = a.fit(X[:100], y[:100], epochs=2, optimizer=SGD(lr=0.1))
+    hb = b.fit(X[:100], np.eye(10)[y[:100]], epochs=2, optimizer=SGD(lr=0.1))
+    assert ha.loss == hb.loss == ha["loss"]
+    np.testing.assert_array_equal(a.parameters()[0][0], b.parameters()[0][0])
+    with pytest.raises(AttributeError, match="val_loss"):
+        _ = ha.val_loss
+
+
+def test_interrupted_training_keeps_the_model(tmp_path, monkeypatch):
+    from nnscratch import load_model
+    from nnscratch.cli import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr("nnscratch.training.fit", interrupted)
+    monkeypatch.setattr("nnscratch.model.fit", interrupted)
+    assert main(["train", "--epochs", "5", "--out", str(tmp_path), "--quiet"]) == 130
+    assert load_model(tmp_path / "model.interrupted.safetensors").n_features_in == 64

@@ -136,9 +136,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     start = time.perf_counter()
-    history = model.fit(X_train, split.y_train, epochs=args.epochs, batch_size=args.batch_size,
-                        optimizer=SGD(lr=args.lr), loss=SoftmaxCrossEntropy(),
-                        verbose=not args.quiet)
+    try:
+        history = model.fit(X_train, split.y_train, epochs=args.epochs,
+                            batch_size=args.batch_size, optimizer=SGD(lr=args.lr),
+                            loss=SoftmaxCrossEntropy(), verbose=not args.quiet)
+    except KeyboardInterrupt:  # keep what was learned so far
+        model.save(out / "model.interrupted.safetensors")
+        print(f"nnscratch train: interrupted; the partly trained model is in "
+              f"{out / 'model.interrupted.safetensors'}", file=sys.stderr)
+        return 130
     seconds = time.perf_counter() - start
     model.save(out / "model.safetensors")  # first, so a failing plot never loses the model
 

@@ -54,6 +54,12 @@ class History:
     def __getitem__(self, key: str) -> list[float]:
         return self.history[key]
 
+    def __getattr__(self, key: str) -> list[float]:  # history.loss, history.val_accuracy, ...
+        try:
+            return self.__dict__["history"][key]
+        except KeyError:
+            raise AttributeError(f"History has no {key!r}; it has {list(self.history)}") from None
+
     def __contains__(self, key: object) -> bool:
         return key in self.history
 

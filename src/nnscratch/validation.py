@@ -35,15 +35,21 @@ def check_features(X: object, n_features: int | None, dtype: np.dtype, name: str
 
 
 def check_labels(y: object, n_samples: int, n_classes: int, name: str = "y") -> np.ndarray:
-    """Return ``y`` as a 1-D ``int64`` array of class indices in ``0..n_classes-1``."""
+    """Return ``y`` as a 1-D ``int64`` array of class indices in ``0..n_classes-1``.
+
+    Accepts integer labels (n,) or (n, 1), integral floats, and one-hot rows (n, n_classes).
+    """
     try:
         arr = np.asarray(y)
     except (ValueError, TypeError) as exc:
         raise InputError(f"{name} could not be read as an array: {exc}") from None
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr.ravel()
+    elif (arr.ndim == 2 and arr.shape[1] == n_classes and arr.dtype.kind in "biuf"
+          and np.isin(arr, (0, 1)).all() and (arr.sum(axis=1) == 1).all()):
+        arr = arr.argmax(axis=1)  # one-hot rows
     if arr.ndim != 1:
-        raise InputError(f"{name} must be 1-D class labels, got shape {arr.shape}")
+        raise InputError(f"{name} must be 1-D class labels (or one-hot rows), got shape {arr.shape}")
     if arr.shape[0] != n_samples:
         raise InputError(f"{name} has {arr.shape[0]} labels but X has {n_samples} samples")
     if arr.dtype.kind == "f":
