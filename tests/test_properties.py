@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -59,3 +60,14 @@ def test_fused_gradient_exact_when_rows_are_far_apart():
         expected = (softmax(z.astype(np.float64)) - Y) / 3
         assert np.all(np.isfinite(g))
         np.testing.assert_allclose(g, expected, atol=1e-7)
+
+
+@pytest.mark.parametrize("low,high", [(-5, 5), (80, 100), (200, 300), (-100, -80), (-300, 300)])
+def test_fused_gradient_float32_in_every_range(low, high):
+    """No shift (small logits), one shift (large), row maxima (rows far apart): all exact."""
+    rng = np.random.default_rng(0)
+    z = rng.uniform(low, high, (16, 10)).astype(np.float32)
+    Y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 16)]
+    g = SoftmaxCrossEntropy().gradient(z, Y)
+    expected = (softmax(z.astype(np.float64)) - Y) / 16
+    np.testing.assert_allclose(g, expected, atol=2e-8)

@@ -52,47 +52,57 @@ class DenseReLUStack:
         self.Wb = [p.reshape(shape) for (p, _), shape in zip(blocks, shapes, strict=True)]
         self.dWb = [g.reshape(shape) for (_, g), shape in zip(blocks, shapes, strict=True)]
         self.dtype = self.Wb[0].dtype
-        self._buffers: dict[int, tuple[list, list]] = {}
+        self._plans: dict[int, tuple] = {}
 
-    def _make_buffers(self, m: int) -> tuple[list, list]:
-        """Per-layer buffers for batches of ``m``, and the views the loops use, made once."""
+    def _make_plan(self, m: int) -> tuple:
+        """Buffers for batches of ``m`` and the per-layer argument tuples of the loops, made once."""
         dt = self.dtype
         layers = []
-        for i, ((n_in, n_out), Wb, dWb) in enumerate(zip(self.sizes, self.Wb, self.dWb, strict=True)):
+        for (n_in, n_out), Wb, dWb in zip(self.sizes, self.Wb, self.dWb, strict=True):
             A1 = np.ones((m, n_in + 1), dt)   # [A, 1]: this layer's input and a column of ones
-            A = A1[:, :-1]                    # A: where the previous ReLU writes
-            Z = np.empty((m, n_out), dt)      # this layer's output
-            dA = np.empty((m, n_in), dt)      # dL/dA
-            mask = np.empty((m, n_in), dt)    # ReLU mask of the input (unused for layer 0)
-            zeros = np.zeros((m, n_out), dt)  # for ReLU(Z) = max(Z, 0) of this layer's output
-            layers.append((A1, A, Z, dA, mask, zeros, Wb, dWb, A1.T, Wb[:-1].T, i))
-        # forward visits layers first to last, each writing ReLU(Z) into the next one's A
-        forward = [(A1, Wb, Z, zeros, nxt[1]) for (A1, _, Z, _, _, zeros, Wb, *_), nxt in
-                   zip(layers[:-1], layers[1:], strict=True)]
-        bufs = self._buffers[m] = (layers, forward)
-        return bufs
+            layers.append({
+                "A1": A1, "A": A1[:, :-1],    # A: the part the previous ReLU writes into
+                "Z": np.empty((m, n_out), dt),       # this layer's output
+                "dA": np.empty((m, n_in), dt),       # dL/dA
+                "mask": np.empty((m, n_in), dt),     # ReLU mask of A (unused for layer 0)
+                "zeros": np.zeros((m, n_out), dt),   # for ReLU(Z) = max(Z, 0)
+                "Wb": Wb, "dWb": dWb, "A1T": A1.T, "WT": Wb[:-1].T})
+        first, last = layers[0], layers[-1]
+        hidden = [(L["A1"], L["Wb"], L["Z"], L["zeros"], nxt["A"])
+                  for L, nxt in zip(layers[:-1], layers[1:], strict=True)]
+        back = [(L["A1T"], L["dWb"], L["WT"], L["dA"], L["A"], L["mask"])
+                for L in reversed(layers[1:])]
+        plan = self._plans[m] = (first["A"], hidden, (last["A1"], last["Wb"], last["Z"]), back,
+                                 (first["A1T"], first["dWb"], first["WT"], first["dA"]))
+        return plan
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        layers, hidden = self._bufs = (self._buffers.get(x.shape[0])
-                                       or self._make_buffers(x.shape[0]))
-        np.copyto(layers[0][1], x)                       # [X, 1]
-        for A1, Wb, Z, zeros, A_next in hidden:
-            np.dot(A1, Wb, out=Z)                        # Z = [A, 1] @ [[W], [b]] = A @ W + b
-            np.maximum(Z, zeros, out=A_next)             # next input: A = ReLU(Z), left of its ones
-        A1, _, Z, *_ = layers[-1]
-        np.dot(A1, self.Wb[-1], out=Z)                   # the logits
+        plan = self._plan = self._plans.get(x.shape[0]) or self._make_plan(x.shape[0])
+        x_in, hidden, (A1, Wb, Z), _, _ = plan
+        np.copyto(x_in, x)                               # [X, 1]
+        for A1h, Wbh, Zh, zeros, A_next in hidden:
+            np.dot(A1h, Wbh, out=Zh)                     # Z = [A, 1] @ [[W], [b]] = A @ W + b
+            np.maximum(Zh, zeros, out=A_next)            # next input: A = ReLU(Z), left of its ones
+        np.dot(A1, Wb, out=Z)                            # the logits
         return Z
 
-    def backward(self, grad_y: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+    def backward_params(self, grad_y: np.ndarray) -> None:
+        """Fill the gradients of the parameters only (what a training step needs)."""
         g = grad_y
-        for _, A, _, dA, mask, _, _, dWb, A1T, WT, i in reversed(self._bufs[0]):
+        for A1T, dWb, WT, dA, A, mask in self._plan[3]:
             np.dot(A1T, g, out=dWb)                      # [[dW], [db]] = [A, 1].T @ dZ
-            if i == 0:
-                if not input_grad:
-                    return None
-                return np.dot(g, WT, out=dA)             # dX = dZ @ W.T
             np.dot(g, WT, out=dA)                        # dA = dZ @ W.T
             np.sign(A, out=mask)                         # ReLU backward: dZ = dA * (A > 0)
             np.multiply(dA, mask, out=dA)                #   (sign(A) is 1 where A > 0, else 0)
             g = dA
-        return None  # unreachable: the loop returns at layer 0
+        A1T, dWb, _, _ = self._plan[4]
+        np.dot(A1T, g, out=dWb)                          # first layer: [[dW], [db]]
+
+    def backward(self, grad_y: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        self.backward_params(grad_y)
+        if not input_grad:
+            return None
+        # dX of the first layer needs the gradient that reached it: recompute it from its dZ
+        _, _, WT, dA = self._plan[4]
+        dZ = self._plan[3][-1][3] if self._plan[3] else grad_y
+        return np.dot(dZ, WT, out=dA)                    # dX = dZ @ W.T

@@ -77,7 +77,7 @@ class SoftmaxCrossEntropy:
         """dL/dZ = (softmax(Z) - Y) / m without computing the loss: the training hot path.
 
         ``Y`` is one-hot (m, k) in the dtype of ``logits``. Writes into a workspace buffer reused
-        at the next call with the same shape, in eight NumPy calls and no allocation.
+        at the next call with the same shape, in seven or eight NumPy calls and no allocation.
         """
         bufs = self._buffers.get(logits.shape)
         if bufs is None:
@@ -87,15 +87,22 @@ class SoftmaxCrossEntropy:
                 np.array(1.0 / m, dtype=dt),  # a 0-d array: no conversion of 1/m at each call
                 # below this row sum of exp(Z - c) the row's largest term is near the smallest
                 # normal float (1e-38 in float32) and its probabilities would lose precision
-                float(np.finfo(dt).tiny) * 1e8)
-        g, row_sum, inv_m, safe_row_sum = bufs
-        # Softmax is unchanged by subtracting any constant from a row. One constant for the whole
-        # batch, its largest logit c, costs a third of the row maxima and still keeps every
-        # exp(Z - c) <= 1 (no overflow). A row whose own maximum is far below c could underflow
-        # to all zeros, so the row sums are checked, and then the row maxima are used instead.
+                float(np.finfo(dt).tiny) * 1e8,
+                # largest logit for which the row sums of exp(Z) stay finite, with a margin
+                float(np.log(np.finfo(dt).max / logits.shape[1])) - 4.0)
+        g, row_sum, inv_m, safe_row_sum, no_shift_below = bufs
+        # Softmax is unchanged by subtracting any constant from a row; the shift only has to keep
+        # exp from overflowing. When even the largest logit of the batch, c, is small enough that
+        # exp cannot overflow, no shift is needed at all; otherwise every row is shifted by c
+        # (one constant costs a third of the row maxima). A row whose own maximum is far below
+        # the others could underflow to all zeros, so the row sums are checked, and then the
+        # textbook shift by each row's own maximum is used instead.
         c = np.maximum.reduce(logits, axis=None)
-        np.subtract(logits, c, out=g)                       # S = Z - c
-        np.exp(g, out=g)                                    # E = exp(S)
+        if c < no_shift_below:
+            np.exp(logits, out=g)                           # E = exp(Z)
+        else:
+            np.subtract(logits, c, out=g)                   # S = Z - c
+            np.exp(g, out=g)                                # E = exp(S)
         np.add.reduce(g, axis=1, keepdims=True, out=row_sum)
         if np.minimum.reduce(row_sum, axis=None) < safe_row_sum:
             np.subtract(logits, logits.max(axis=1, keepdims=True), out=g)   # the textbook shift

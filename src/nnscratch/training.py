@@ -35,6 +35,8 @@ class Trainable(Protocol):
 
     def parameters(self) -> list[tuple[np.ndarray, np.ndarray]]: ...
 
+    # optional: ``training_functions() -> (forward(x), backward(grad))`` for the step fast path
+
 
 class History:
     """Per-epoch training record, as Keras' ``History``: ``history["loss"]`` is a list.
@@ -108,7 +110,11 @@ def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epoch
                for i in range(0, n, batch_size)]
 
     optimizer.bind(model.parameters())
-    forward, backward, step, gradient = model.forward, model.backward, optimizer.step, loss.gradient
+    if hasattr(model, "training_functions"):
+        forward, backward = model.training_functions()
+    else:
+        forward, backward = (lambda x: model.forward(x, True)), (lambda g: model.backward(g, False))
+    step, gradient = optimizer.step, loss.gradient
     copyto = np.copyto
     history = History()
     for cb in callbacks:
@@ -122,10 +128,10 @@ def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epoch
                     np.take(XY, perm, axis=0, out=XYs)
                     np.take(y, perm, axis=0, out=ys)
                 for xb, yb, zb in batches:
-                    z = forward(xb, True)            # logits of the batch
-                    copyto(zb, z)                    # kept for the epoch's loss and accuracy
-                    backward(gradient(z, yb), False)  # dL/dZ, then back through the layers
-                    step()                           # parameters -= lr * gradients (or Adam, ...)
+                    z = forward(xb)               # logits of the batch
+                    copyto(zb, z)                 # kept for the epoch's loss and accuracy
+                    backward(gradient(z, yb))     # dL/dZ, then back through the layers
+                    step()                        # parameters -= lr * gradients (or Adam, ...)
 
                 epoch_loss, epoch_acc = evaluate_logits(loss, Z, ys)
                 if not np.isfinite(epoch_loss):
@@ -136,7 +142,7 @@ def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epoch
                 if validation_data is not None:
                     Xv, yv = validation_data
                     logs["val_loss"], logs["val_accuracy"] = evaluate_logits(
-                        loss, forward(Xv, False), yv)
+                        loss, model.forward(Xv, False), yv)
                 history.append(epoch + 1, logs)
                 if any([cb.on_epoch_end(epoch + 1, logs) for cb in callbacks]):
                     break
