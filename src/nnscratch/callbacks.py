@@ -26,9 +26,14 @@ class ProgressBar(Callback):
     def on_train_begin(self, epochs: int) -> None:
         if not (self.force or sys.stderr.isatty()):
             return
+        import shutil
+
         from tqdm import tqdm
 
-        self._bar = tqdm(total=epochs, unit="epoch", file=sys.stderr, mininterval=0.2)
+        # some pseudo-terminals report a 0x0 screen, on which tqdm would hide the bar
+        size = shutil.get_terminal_size()
+        self._bar = tqdm(total=epochs, unit="epoch", file=sys.stderr, mininterval=0.2,
+                         ncols=min(size.columns or 100, 120), nrows=size.lines or 24)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         if self._bar is None:
