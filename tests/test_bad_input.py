@@ -44,8 +44,9 @@ BAD_X = [
 @pytest.mark.parametrize("X,match", BAD_X)
 def test_predict_rejects(model, X, match):
     for method in (model.predict, model.predict_proba):
-        with pytest.raises(InputError, match=match):
+        with pytest.raises(InputError, match=match) as info:
             method(X)
+        assert "\n" not in str(info.value)
 
 
 @pytest.mark.parametrize("X,match", BAD_X)

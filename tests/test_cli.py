@@ -146,6 +146,14 @@ def _bad(tmp_path, zero):
     (t / "blank.png").write_bytes(b"")
     Image.new("L", (40, 40), 255).save(t / "white.png")
     (t / "model.safetensors").write_bytes(b"\x00" * 64)
+    from safetensors.numpy import save_file
+
+    header = {"architecture": [{"type": "Dense", "config": {"n_in": 64, "n_out": 10}}],
+              "dtype": "float32", "preprocessing": [1, 2], "metadata": {}}
+    save_file({"layers.0.W": np.zeros((64, 10), np.float32),
+               "layers.0.b": np.zeros(10, np.float32)}, str(t / "badheader.safetensors"),
+              metadata={"format": "nnscratch", "format_version": "1",
+                        "nnscratch": json.dumps(header)})
     return t
 
 
@@ -173,6 +181,9 @@ def _bad(tmp_path, zero):
     (["predict", "{model}", "{t}/white.png"], "no digit"),
     (["predict", "{model}", "{t}/nothere.npy"], "no such file"),
     (["predict", "{model}", "{t}/nothere.png"], "no such file"),
+    (["predict", "{t}/badheader.safetensors", "{t}/range.npy"], "preprocessing is not a mapping"),
+    (["evaluate", "{t}/badheader.safetensors"], "preprocessing is not a mapping"),
+    (["predict", "{model}", "{t}/white.png", "{t}/range.npy"], "white.png: no digit"),
 ])
 def test_bad_input_exits_nonzero_with_one_line(default_run, tmp_path, readme_zero, args, match):
     t = _bad(tmp_path, readme_zero)
@@ -183,6 +194,25 @@ def test_bad_input_exits_nonzero_with_one_line(default_run, tmp_path, readme_zer
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert match in lines[0], lines[0]
+
+
+def test_diverging_run_fails_cleanly_and_leaves_no_folder(tmp_path):
+    proc = run_cli("train", "--lr", "1e30", "--epochs", "5", "--out", tmp_path / "div")
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "training loss became" in lines[0] and "Traceback" not in proc.stderr
+    assert not (tmp_path / "div").exists()
+
+
+def test_predict_notes_a_model_without_preprocessing(tmp_path, readme_zero):
+    from nnscratch import Sequential
+    from nnscratch.layers import Dense
+
+    Sequential([Dense(64, 10)], seed=0).save(tmp_path / "raw.safetensors")
+    np.save(tmp_path / "zero.npy", readme_zero)
+    proc = run_cli("predict", tmp_path / "raw.safetensors", tmp_path / "zero.npy")
+    assert proc.returncode == 0
+    assert "records no preprocessing" in proc.stderr
 
 
 def test_gradcheck_command_passes():

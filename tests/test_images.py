@@ -78,6 +78,18 @@ def test_blank_image_is_rejected():
         image_to_digits8x8(Image.new("L", (50, 50), 255))
 
 
+def test_blank_image_file_error_names_the_file(tmp_path):
+    Image.new("L", (50, 50), 0).save(tmp_path / "black.png")
+    with pytest.raises(InputError, match="black.png: no digit"):
+        image_to_digits8x8(tmp_path / "black.png")
+
+
+def test_decompression_bomb_is_a_clear_error(tmp_path):
+    Image.new("1", (20000, 20000)).save(tmp_path / "bomb.png")
+    with pytest.raises(InputError, match="bomb.png: not a readable image"):
+        image_to_digits8x8(tmp_path / "bomb.png")
+
+
 def test_unreadable_image_names_the_file(tmp_path):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n this is not really a png")

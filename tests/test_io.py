@@ -102,6 +102,11 @@ def test_safetensors_file_that_is_not_a_model(tmp_path):
 
 
 @pytest.mark.parametrize("edit,match", [
+    (lambda h: h.update(preprocessing=[1, 2]), "preprocessing is not a mapping"),
+    (lambda h: h.update(preprocessing="ab"), "preprocessing is not a mapping"),
+    (lambda h: h.update(preprocessing={"scale": None}), "preprocessing scale"),
+    (lambda h: h.update(metadata={"split": [1]}), "split is not a mapping"),
+    (lambda h: h.update(metadata=5), "metadata is not a mapping"),
     (lambda h: h.update(architecture=[{"type": "Conv9D", "config": {}}]), "invalid architecture"),
     (lambda h: h["architecture"][0]["config"].update(n_out=31), "invalid architecture"),
     (lambda h: h.update(architecture="nope"), "corrupt model header"),
@@ -117,6 +122,16 @@ def test_header_that_does_not_match(model_file, tmp_path, edit, match):
     save_file(load_file(str(model_file)), str(bad), metadata={
         "format": "nnscratch", "format_version": "1", "nnscratch": json.dumps(header)})
     _assert_one_line_error(bad, match)
+
+
+def test_absurdly_nested_header(model_file, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    deep = "[" * 100_000 + "]" * 100_000
+    bad = tmp_path / "deep.safetensors"
+    save_file(load_file(str(model_file)), str(bad), metadata={
+        "format": "nnscratch", "format_version": "1", "nnscratch": deep})
+    _assert_one_line_error(bad, "corrupt model header")
 
 
 def test_wrong_tensor_shape_or_nan(model_file, tmp_path):
@@ -136,6 +151,11 @@ def test_wrong_tensor_shape_or_nan(model_file, tmp_path):
 
 
 def test_save_is_atomic_and_leaves_no_temp_files(tmp_path):
+    import os
+
     model = Sequential([Dense(3, 2)], seed=0)
     model.save(tmp_path / "sub" / "m.safetensors")
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["m.safetensors"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "sub" / "m.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask

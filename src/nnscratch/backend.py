@@ -20,9 +20,9 @@ def resolve_dtype(dtype: object) -> np.dtype:
     Raises ``ValueError`` naming the bad value for anything else.
     """
     try:
-        resolved = np.dtype(dtype)  # type: ignore[call-overload]
+        resolved = None if dtype is None else np.dtype(dtype)  # type: ignore[call-overload]
     except TypeError:
         resolved = None
-    if resolved not in SUPPORTED_DTYPES:
+    if resolved is None or resolved not in SUPPORTED_DTYPES:  # (dtype("float64") == None!)
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     return resolved

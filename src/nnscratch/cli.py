@@ -23,7 +23,6 @@ from .layers import Dense, ReLU
 from .losses import SoftmaxCrossEntropy
 from .model import Sequential, load_model
 from .optim import SGD
-from .report import write_report
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -133,7 +132,6 @@ def cmd_train(args: argparse.Namespace) -> int:
               "epochs": args.epochs, "seed": args.seed, "dtype": args.dtype}
     model.preprocessing = prep
     model.metadata = {"split": split.info, "config": config}
-    out.mkdir(parents=True, exist_ok=True)
 
     start = time.perf_counter()
     try:
@@ -141,12 +139,15 @@ def cmd_train(args: argparse.Namespace) -> int:
                             batch_size=args.batch_size, optimizer=SGD(lr=args.lr),
                             loss=SoftmaxCrossEntropy(), verbose=not args.quiet)
     except KeyboardInterrupt:  # keep what was learned so far
+        out.mkdir(parents=True, exist_ok=True)
         model.save(out / "model.interrupted.safetensors")
         print(f"nnscratch train: interrupted; the partly trained model is in "
               f"{out / 'model.interrupted.safetensors'}", file=sys.stderr)
         return 130
     seconds = time.perf_counter() - start
+    out.mkdir(parents=True, exist_ok=True)  # only now: a failed run leaves no empty folder
     model.save(out / "model.safetensors")  # first, so a failing plot never loses the model
+    from .report import write_report  # matplotlib: imported only when a report is written
 
     extra = {"epochs": len(history), "train_seconds": round(seconds, 4), "seed": args.seed,
              "config": config, "split": split.info, "blas": _blas_info(),
@@ -168,8 +169,11 @@ def _test_split_of(model: Sequential, path: Path) -> tuple[np.ndarray, np.ndarra
     info = model.metadata.get("split") or {}
     if info.get("dataset", "digits") != "digits" or model.n_features_in != 64:
         raise InputError(f"{path}: the model was not trained on the digits dataset")
-    split = load_digits_split(test_size=float(info.get("test_size", 0.2)),
-                              random_state=int(info.get("random_state", 42)))
+    try:
+        split = load_digits_split(test_size=float(info.get("test_size", 0.2)),
+                                  random_state=int(info.get("random_state", 42)))
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{path}: invalid split in the model header ({exc})") from None
     return apply_preprocessing(split.X_test, model.preprocessing), split.y_test
 
 
@@ -195,6 +199,9 @@ def _ascii_digit(row: np.ndarray, side: int = 8) -> list[str]:
 def cmd_predict(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     raw, names = load_digit_inputs(args.inputs)
+    if not model.preprocessing:
+        print(f"nnscratch predict: note: {args.model} records no preprocessing; the inputs are "
+              "fed to it unscaled (0..16)", file=sys.stderr)
     if raw.shape[1] != model.n_features_in:
         raise InputError(f"{args.model}: expects {model.n_features_in} features per input, "
                          f"the inputs have {raw.shape[1]}")
@@ -254,6 +261,15 @@ def main(argv: list[str] | None = None) -> int:
     except (NNScratchError, ValueError, OSError) as exc:
         msg = " ".join(str(exc).split()) or type(exc).__name__
         print(f"nnscratch {args.command}: error: {msg}", file=sys.stderr)
+        return EXIT_ERROR
+    except MemoryError:
+        print(f"nnscratch {args.command}: error: not enough memory (a smaller model or batch?)",
+              file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:  # a bug of ours: still one line, never a traceback for the user
+        msg = " ".join(str(exc).split())
+        print(f"nnscratch {args.command}: internal error: {type(exc).__name__}: {msg} "
+              "(please report it)", file=sys.stderr)
         return EXIT_ERROR
 
 

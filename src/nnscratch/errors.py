@@ -1,7 +1,8 @@
 """The exceptions nnscratch raises on bad input.
 
-Each one is a ``ValueError`` (or ``OSError`` for files) so code that already catches those keeps
-working, and each message names the problem in one line: the faces (CLI, web) print it as is.
+``InputError`` and ``ModelFileError`` are ``ValueError``s and ``TrainingDiverged`` is a
+``FloatingPointError``, so code that already catches those keeps working. Each message names the
+problem in one line: the faces (CLI, web) print it as is.
 """
 
 from __future__ import annotations

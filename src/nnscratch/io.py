@@ -34,6 +34,9 @@ def write_model_file(path: str | os.PathLike[str], tensors: dict[str, np.ndarray
     os.close(fd)
     try:
         save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, tmp, metadata=meta)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -65,8 +68,20 @@ def read_model_file(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray]
             f"(this nnscratch reads version {FORMAT_VERSION})")
     try:
         header = json.loads(meta["nnscratch"])
-    except json.JSONDecodeError as exc:
-        raise ModelFileError(f"{p}: corrupt model header ({exc})") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        reason = str(exc).splitlines()[0] if isinstance(exc, json.JSONDecodeError) else "too deep"
+        raise ModelFileError(f"{p}: corrupt model header ({reason})") from None
     if not isinstance(header, dict) or not isinstance(header.get("architecture"), list):
         raise ModelFileError(f"{p}: corrupt model header (no architecture list)")
+    for key in ("preprocessing", "metadata"):
+        if not isinstance(header.get(key) or {}, dict):
+            raise ModelFileError(f"{p}: corrupt model header ({key} is not a mapping)")
+    prep = header.get("preprocessing") or {}
+    if "scale" in prep and not (isinstance(prep["scale"], (int, float))
+                                and not isinstance(prep["scale"], bool)
+                                and 0 < prep["scale"] < float("inf")):
+        raise ModelFileError(f"{p}: corrupt model header (preprocessing scale {prep['scale']!r})")
+    split = (header.get("metadata") or {}).get("split")
+    if split is not None and not isinstance(split, dict):
+        raise ModelFileError(f"{p}: corrupt model header (split is not a mapping)")
     return tensors, header

@@ -26,12 +26,16 @@ def softmax_jacobian(p: np.ndarray) -> np.ndarray:
     return np.diag(p) - np.outer(p, p)
 
 
-def _one_hot(target: np.ndarray, k: int, dtype: np.dtype) -> np.ndarray:
-    if target.ndim == 2:
-        return np.asarray(target, dtype=dtype)
-    out = np.zeros((target.shape[0], k), dtype=dtype)
-    out[np.arange(target.shape[0]), target] = 1
-    return out
+def one_hot(labels: np.ndarray, n_classes: int, dtype: np.dtype) -> np.ndarray:
+    """(m,) integer labels -> (m, n_classes) rows of zeros with a 1 at the label."""
+    Y = np.zeros((labels.shape[0], n_classes), dtype=dtype)
+    Y[np.arange(labels.shape[0]), labels] = 1
+    return Y
+
+
+def _targets(target: np.ndarray, k: int, dtype: np.dtype) -> np.ndarray:
+    """Integer labels (m,) as one-hot rows; rows already (m, k) (one-hot or soft) as they are."""
+    return np.asarray(target, dtype=dtype) if target.ndim == 2 else one_hot(target, k, dtype)
 
 
 class SoftmaxCrossEntropy:
@@ -55,7 +59,7 @@ class SoftmaxCrossEntropy:
 
     def forward(self, logits: np.ndarray, target: np.ndarray) -> float:
         """Mean loss over the batch; caches what :meth:`backward` needs."""
-        Y = _one_hot(np.asarray(target), logits.shape[1], logits.dtype)
+        Y = _targets(np.asarray(target), logits.shape[1], logits.dtype)
         logp = log_softmax(logits)
         self._p, self._Y = np.exp(logp), Y
         return float(-(Y * logp).sum() / logits.shape[0])
@@ -127,7 +131,7 @@ class MeanSquaredError:
         return self.forward(pred, target)
 
     def forward(self, pred: np.ndarray, target: np.ndarray) -> float:
-        Y = _one_hot(np.asarray(target), pred.shape[1], pred.dtype)
+        Y = _targets(np.asarray(target), pred.shape[1], pred.dtype)
         self._diff = pred - Y
         return float((self._diff**2).mean())
 
@@ -135,7 +139,7 @@ class MeanSquaredError:
         return 2.0 * self._diff / self._diff.size
 
     def per_example(self, pred: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        Y = _one_hot(labels, pred.shape[1], pred.dtype)
+        Y = _targets(labels, pred.shape[1], pred.dtype)
         return ((pred - Y) ** 2).mean(axis=1)
 
     def gradient(self, pred: np.ndarray, Y: np.ndarray) -> np.ndarray:

@@ -54,8 +54,15 @@ class Sequential:
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
                 raise ValueError(f"Sequential layer {i} is not a Layer: {layer!r}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-            raise ValueError(f"seed must be an integer or None, got {seed!r}")
+            if any(layer is other for other in layers[:i]):
+                raise ValueError(f"Sequential layer {i} ({layer!r}) appears twice; "
+                                 "create a new layer for each position")
+            if getattr(layer, "_owner", None) is not None:
+                raise ValueError(f"Sequential layer {i} ({layer!r}) already belongs to another "
+                                 "model; create a new layer")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+                                 or seed < 0):
+            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
         self.layers = layers
         self.seed = seed
         self.dtype = resolve_dtype(dtype)
@@ -67,6 +74,7 @@ class Sequential:
         self._first_trainable = trainable[0]
         for layer in layers:
             layer.reset_parameters(self.rng, self.dtype)
+            layer._owner = self  # type: ignore[attr-defined]
         self._flatten()
         self.history: History | None = None
         #: how raw inputs become model inputs (set by the CLI, saved in the model file)
@@ -163,16 +171,16 @@ class Sequential:
         return None
 
     # -- training -------------------------------------------------------------------------------
-    def training_functions(self) -> tuple[Any, Any]:
+    def training_functions(self) -> tuple[Any, Any] | None:
         """(forward(x) -> logits, backward(dL/dlogits)) for one training step, as fast as can be.
 
         The fit loop calls these 45,000 times for the seed task, so they skip what a step does
         not need: the dtype check (the loop hands over data in the model's dtype) and the
-        gradient of the input data.
+        gradient of the input data. ``None`` when the model has no such fast path.
         """
         if self._fast is not None:
             return self._fast.forward, self._fast.backward_params
-        return (lambda x: self.forward(x, True)), (lambda g: self.backward(g, False))
+        return None
 
     def fit(self, X: Any, y: Any, *, epochs: int = 1, batch_size: int = 32,
             optimizer: Optimizer | None = None, loss: Any = None,
@@ -186,6 +194,11 @@ class Sequential:
         """
         epochs = check_positive_int(epochs, "epochs")
         batch_size = check_positive_int(batch_size, "batch_size")
+        if not isinstance(shuffle, bool):
+            raise ValueError(f"shuffle must be True or False, got {shuffle!r}")
+        for cb in callbacks or []:
+            if not isinstance(cb, Callback):
+                raise ValueError(f"callbacks must be nnscratch Callback objects, got {cb!r}")
         if optimizer is None:
             optimizer = SGD(lr=0.01)
         if not isinstance(optimizer, Optimizer):
@@ -212,7 +225,11 @@ class Sequential:
     # -- prediction -----------------------------------------------------------------------------
     def decision_function(self, X: Any) -> np.ndarray:
         """Logits (n, n_outputs) for inputs ``X`` (n, n_features) or one example (n_features,)."""
-        return self.forward(check_features(X, self.n_features_in, self.dtype), False)
+        with np.errstate(over="ignore", invalid="ignore"):
+            z = self.forward(check_features(X, self.n_features_in, self.dtype), False)
+        if not np.isfinite(z).all():
+            raise InputError("the model's outputs overflow for these inputs (values too large?)")
+        return z
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities (n, n_outputs): softmax of the logits, rows sum to 1."""
@@ -237,8 +254,8 @@ class Sequential:
         write_model_file(path, tensors, header)
 
     # -- display --------------------------------------------------------------------------------
-    def summary(self) -> str:
-        """A table of layers, output shapes and parameter counts (also printed)."""
+    def summary(self) -> None:
+        """Print a table of layers, output shapes and parameter counts (as Keras does)."""
         rows, size = [], self.n_features_in
         for i, layer in enumerate(self.layers):
             size = layer.output_size(size)
@@ -247,9 +264,7 @@ class Sequential:
         lines = [f"{'Layer':<{w[0]}}  {'Output':<{w[1]}}  {'Params':>{w[2]}}", "-" * (sum(w) + 4)]
         lines += [f"{a:<{w[0]}}  {b:<{w[1]}}  {c:>{w[2]}}" for a, b, c in rows]
         lines += ["-" * (sum(w) + 4), f"Total parameters: {self.n_params:,} ({self.dtype.name})"]
-        text = "\n".join(lines)
-        print(text)
-        return text
+        print("\n".join(lines))
 
     def __repr__(self) -> str:
         inner = "\n".join(f"  ({i}): {layer!r}" for i, layer in enumerate(self.layers))

@@ -26,6 +26,7 @@ import numpy as np
 
 from .callbacks import Callback
 from .errors import TrainingDiverged
+from .losses import one_hot
 
 
 class Trainable(Protocol):
@@ -73,22 +74,10 @@ class History:
         return f"History(epochs={len(self.epoch)}, last={last})"
 
 
-def one_hot(labels: np.ndarray, n_classes: int, dtype: np.dtype) -> np.ndarray:
-    """(m,) integer labels -> (m, n_classes) rows of zeros with a 1 at the label."""
-    Y = np.zeros((labels.shape[0], n_classes), dtype=dtype)
-    Y[np.arange(labels.shape[0]), labels] = 1
-    return Y
-
-
 def evaluate_logits(loss: Any, logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """Mean loss and accuracy of ``logits`` (n, k) against integer ``labels`` (n,).
-
-    An example counts as correct when its label's logit is the largest of its row: the same as
-    ``argmax == label`` except on exact ties, and twice as fast as ``argmax`` here.
-    """
-    label_logit = logits[np.arange(labels.shape[0]), labels]
-    correct = label_logit >= logits.max(axis=1)
-    return float(loss.per_example(logits, labels).mean()), float(correct.mean())
+    """Mean loss and accuracy (``argmax == label``, as ``predict``) of ``logits`` (n, k)."""
+    return (float(loss.per_example(logits, labels).mean()),
+            float((logits.argmax(axis=1) == labels).mean()))
 
 
 def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epochs: int,
@@ -110,8 +99,9 @@ def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epoch
                for i in range(0, n, batch_size)]
 
     optimizer.bind(model.parameters())
-    if hasattr(model, "training_functions"):
-        forward, backward = model.training_functions()
+    fast = model.training_functions() if hasattr(model, "training_functions") else None
+    if fast is not None:
+        forward, backward = fast
     else:
         forward, backward = (lambda x: model.forward(x, True)), (lambda g: model.backward(g, False))
     step, gradient = optimizer.step, loss.gradient

@@ -28,10 +28,13 @@ def check_features(X: object, n_features: int | None, dtype: np.dtype, name: str
         raise InputError(
             f"{name} has {arr.shape[1]} features per sample, the model expects {n_features}"
         )
-    arr = np.asarray(arr, dtype=dtype)
-    if not np.isfinite(arr).all():
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise InputError(f"{name} contains NaN or infinite values")
-    return arr
+    with np.errstate(over="ignore"):
+        cast = np.asarray(arr, dtype=dtype)
+    if not np.isfinite(cast).all():
+        raise InputError(f"{name} holds values too large for {np.dtype(dtype).name}")
+    return cast
 
 
 def check_labels(y: object, n_samples: int, n_classes: int, name: str = "y") -> np.ndarray:
@@ -59,14 +62,13 @@ def check_labels(y: object, n_samples: int, n_classes: int, name: str = "y") -> 
             raise InputError(f"{name} must hold integer class labels, got non-integer values")
     elif arr.dtype.kind not in "biu":
         raise InputError(f"{name} must hold integer class labels, got dtype {arr.dtype}")
-    labels = arr.astype(np.int64)
-    bad = (labels < 0) | (labels >= n_classes)
+    bad = (arr < 0) | (arr >= n_classes)
     if bad.any():
         raise InputError(
             f"{name} holds labels outside 0..{n_classes - 1} "
-            f"(e.g. {labels[bad][0]}); the model has {n_classes} outputs"
+            f"(e.g. {arr[bad][0]!r}); the model has {n_classes} outputs"
         )
-    return labels
+    return arr.astype(np.int64)
 
 
 def check_positive_int(value: object, name: str) -> int:

@@ -35,7 +35,7 @@ def read_image(path: str | os.PathLike[str]) -> Image.Image:
             return img.copy()
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise InputError(f"{path}: not a readable image ({type(exc).__name__})") from None
 
 
@@ -84,5 +84,9 @@ def block_counts(bitmap: np.ndarray, block: int = BLOCK) -> np.ndarray:
 def image_to_digits8x8(img: Image.Image | str | os.PathLike[str]) -> np.ndarray:
     """A picture of one digit (any size, dark or light background) -> (8, 8) floats in 0..16."""
     if not isinstance(img, Image.Image):
-        img = read_image(img)
+        path, img = img, read_image(img)
+        try:
+            return image_to_digits8x8(img)
+        except InputError as exc:
+            raise InputError(f"{path}: {exc}") from None
     return block_counts(normalised_bitmap(ink_mask(grey_levels(img)))).astype(np.float64)

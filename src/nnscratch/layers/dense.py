@@ -50,6 +50,9 @@ class Dense(Layer):
         self.n_out = check_positive_int(n_out, "Dense n_out")
         self.init = init
         self._init_fn = get_initializer(init)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+                                 or seed < 0):
+            raise ValueError(f"Dense seed must be a non-negative integer or None, got {seed!r}")
         self.reset_parameters(np.random.default_rng(seed), resolve_dtype(dtype))
 
     def reset_parameters(self, rng: np.random.Generator, dtype: np.dtype) -> None:

@@ -43,6 +43,7 @@ class SGD(Optimizer):
         if nesterov and self.momentum == 0:
             raise ValueError("SGD nesterov=True needs momentum > 0")
         self.nesterov = nesterov
+        self._plain: list | None = None
 
     def get_config(self) -> dict[str, Any]:
         return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov,
