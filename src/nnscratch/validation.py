@@ -11,6 +11,7 @@ def check_features(X: object, n_features: int | None, dtype: np.dtype, name: str
     """Return ``X`` as a 2-D array of ``dtype``; reject what a model cannot take.
 
     A single example given as a 1-D array of length ``n_features`` is accepted as one row.
+    Integers and booleans (as 0/1) are numbers; strings, objects and complex numbers are not.
     """
     try:
         arr = np.asarray(X)
