@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .layers import Dense, Layer, ReLU
+from .layers import GELU, Dense, Layer, LeakyReLU, ReLU, Sigmoid, Tanh
 from .losses import MeanSquaredError, SoftmaxCrossEntropy
 from .optim import SGD
 
-LAYERS: dict[str, type[Layer]] = {"Dense": Dense, "ReLU": ReLU}
+LAYERS: dict[str, type[Layer]] = {
+    cls.__name__: cls for cls in (Dense, ReLU, LeakyReLU, Tanh, Sigmoid, GELU)}
 LOSSES = {"softmax_cross_entropy": SoftmaxCrossEntropy, "mse": MeanSquaredError}
 OPTIMIZERS = {"sgd": SGD}
 

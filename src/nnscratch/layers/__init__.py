@@ -1,7 +1,7 @@
 """Layers: each has ``forward(x, training)`` and ``backward(grad_y)``; see :mod:`.base`."""
 
-from .activations import ReLU
+from .activations import GELU, LeakyReLU, ReLU, Sigmoid, Tanh
 from .base import Layer
 from .dense import Dense
 
-__all__ = ["Dense", "Layer", "ReLU"]
+__all__ = ["GELU", "Dense", "Layer", "LeakyReLU", "ReLU", "Sigmoid", "Tanh"]
