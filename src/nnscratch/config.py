@@ -6,12 +6,12 @@ from typing import Any
 
 from .layers import GELU, Dense, Layer, LeakyReLU, ReLU, Sigmoid, Tanh
 from .losses import MeanSquaredError, SoftmaxCrossEntropy
-from .optim import SGD
+from .optim import SGD, Adam, AdamW, RMSprop
 
 LAYERS: dict[str, type[Layer]] = {
     cls.__name__: cls for cls in (Dense, ReLU, LeakyReLU, Tanh, Sigmoid, GELU)}
 LOSSES = {"softmax_cross_entropy": SoftmaxCrossEntropy, "mse": MeanSquaredError}
-OPTIMIZERS = {"sgd": SGD}
+OPTIMIZERS = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}
 
 
 def layer_spec(layer: Layer) -> dict[str, Any]:

@@ -18,8 +18,11 @@ class Optimizer:
     State (momentum buffers and the like) lives here, one dict per pair, never in the layers.
     """
 
-    def __init__(self, lr: float) -> None:
-        self.lr = check_positive_float(lr, f"{type(self).__name__} lr")
+    def __init__(self, lr: float, clip_norm: float | None = None) -> None:
+        name = type(self).__name__
+        self.lr = check_positive_float(lr, f"{name} lr")
+        self.clip_norm = None if clip_norm is None else check_positive_float(
+            clip_norm, f"{name} clip_norm")
         self.pairs: list[tuple[np.ndarray, np.ndarray]] = []
         self.state: list[dict[str, Any]] = []
 
@@ -37,6 +40,17 @@ class Optimizer:
 
     def step(self) -> None:
         raise NotImplementedError
+
+    def clip_gradients(self) -> float:
+        """Scale every gradient by ``clip_norm / (norm + 1e-6)`` when their global 2-norm exceeds
+        ``clip_norm`` (PyTorch's ``clip_grad_norm_``); returns the norm before clipping."""
+        norm = float(np.sqrt(sum(float(np.vdot(g, g)) for _, g in self.pairs)))
+        if self.clip_norm is not None:
+            coef = self.clip_norm / (norm + 1e-6)
+            if coef < 1:
+                for _, g in self.pairs:
+                    g *= coef
+        return norm
 
     def get_config(self) -> dict[str, Any]:
         return {"lr": self.lr}

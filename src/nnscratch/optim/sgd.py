@@ -34,8 +34,8 @@ class SGD(Optimizer):
     """
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
-                 weight_decay: float = 0.0) -> None:
-        super().__init__(lr)
+                 weight_decay: float = 0.0, clip_norm: float | None = None) -> None:
+        super().__init__(lr, clip_norm)
         self.momentum = check_positive_float(momentum, "SGD momentum", allow_zero=True)
         self.weight_decay = check_positive_float(weight_decay, "SGD weight_decay", allow_zero=True)
         if not isinstance(nesterov, bool):
@@ -46,8 +46,9 @@ class SGD(Optimizer):
         self._plain: list | None = None
 
     def get_config(self) -> dict[str, Any]:
-        return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov,
-                "weight_decay": self.weight_decay}
+        cfg = {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov,
+               "weight_decay": self.weight_decay}
+        return cfg if self.clip_norm is None else {**cfg, "clip_norm": self.clip_norm}
 
     def bind(self, pairs) -> None:  # type: ignore[no-untyped-def]
         super().bind(pairs)
@@ -69,18 +70,29 @@ class SGD(Optimizer):
 
     def step(self) -> None:
         lr, mu, wd = self.lr, self.momentum, self.weight_decay
+        if self.clip_norm is not None:
+            self.clip_gradients()
         if mu == 0 and wd == 0:                     # plain SGD: p = p - lr * g
             for update in self._plain or self._plain_updates():
                 update(lr)
             return
         for (p, g), st in zip(self.pairs, self.state, strict=True):
-            d = g + wd * p if wd else g.copy()
+            d = st.get("scratch")
+            if d is None:
+                d = st["scratch"] = np.empty_like(p)
+            np.copyto(d, g)
+            if wd:
+                d += wd * p                                 # g + lambda * p
             if mu:
                 v = st.get("velocity")
                 if v is None:
-                    v = st["velocity"] = d.copy()
+                    v = st["velocity"] = d.copy()           # first step: v = g
                 else:
-                    v *= mu
+                    v *= mu                                 # v = mu * v + g
                     v += d
-                d = d + mu * v if self.nesterov else v
-            p -= lr * d
+                if self.nesterov:
+                    d += mu * v                             # g + mu * v
+                else:
+                    np.copyto(d, v)
+            d *= lr
+            p -= d

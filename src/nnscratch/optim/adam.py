@@ -1,0 +1,98 @@
+"""Adam and AdamW: momentum on the gradient and a per-parameter step size from its variance."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..validation import check_positive_float
+from .base import Optimizer
+
+
+def _check_betas(betas: Any, name: str) -> tuple[float, float]:
+    ok = isinstance(betas, (tuple, list)) and len(betas) == 2 and all(
+        isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas)
+    if not ok:
+        raise ValueError(f"{name} betas must be two numbers in [0, 1), got {betas!r}")
+    return float(betas[0]), float(betas[1])
+
+
+class Adam(Optimizer):
+    r"""PyTorch's ``torch.optim.Adam`` on each (param ``p``, grad ``g``); ``t`` counts steps.
+
+    With ``betas`` = (b1, b2), ``weight_decay`` = lambda (L2, added to the gradient), and ``m``,
+    ``v`` starting at zero::
+
+        g = g + lambda * p                            (if lambda > 0)
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g**2
+        m_hat = m / (1 - b1**t),  v_hat = v / (1 - b2**t)
+        p = p - lr * m_hat / (sqrt(v_hat) + eps)
+
+    computed, as PyTorch does, as ``p -= (lr / (1 - b1**t)) * m / (sqrt(v) / sqrt(1 - b2**t) + eps)``.
+    """
+
+    decoupled = False  # AdamW: weight decay applied to the parameters, not the gradient
+
+    def __init__(self, lr: float = 0.001, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0,
+                 clip_norm: float | None = None) -> None:
+        super().__init__(lr, clip_norm)
+        name = type(self).__name__
+        self.betas = _check_betas(betas, name)
+        self.eps = check_positive_float(eps, f"{name} eps")
+        self.weight_decay = check_positive_float(weight_decay, f"{name} weight_decay",
+                                                 allow_zero=True)
+        self.t = 0
+
+    def get_config(self) -> dict[str, Any]:
+        return {"lr": self.lr, "betas": self.betas, "eps": self.eps,
+                "weight_decay": self.weight_decay}
+
+    def step(self) -> None:
+        if self.clip_norm is not None:
+            self.clip_gradients()
+        self.t += 1
+        (b1, b2), lr, eps, wd = self.betas, self.lr, self.eps, self.weight_decay
+        step_size = lr / (1 - b1**self.t)
+        inv_sqrt_bc2 = 1 / math.sqrt(1 - b2**self.t)
+        for (p, g), st in zip(self.pairs, self.state, strict=True):
+            if not st:
+                st.update(m=np.zeros_like(p), v=np.zeros_like(p), d=np.empty_like(p),
+                          s=np.empty_like(p))
+            m, v, d, s = st["m"], st["v"], st["d"], st["s"]
+            if wd and self.decoupled:
+                p *= 1 - lr * wd                  # AdamW: p = p - lr * lambda * p
+            np.copyto(d, g)
+            if wd and not self.decoupled:
+                d += wd * p                       # Adam: g = g + lambda * p
+            m *= b1                               # m = b1 * m + (1 - b1) * g
+            np.multiply(d, 1 - b1, out=s)
+            m += s
+            v *= b2                               # v = b2 * v + (1 - b2) * g**2
+            np.multiply(d, d, out=s)
+            s *= 1 - b2
+            v += s
+            np.sqrt(v, out=s)                     # sqrt(v) / sqrt(1 - b2**t) + eps
+            s *= inv_sqrt_bc2
+            s += eps
+            np.divide(m, s, out=s)                # p -= lr / (1 - b1**t) * m / (...)
+            s *= step_size
+            p -= s
+
+
+class AdamW(Adam):
+    r"""PyTorch's ``torch.optim.AdamW``: Adam with decoupled weight decay (default 0.01)::
+
+        p = p - lr * lambda * p            (first, on the parameters themselves)
+        then the Adam update above with g unchanged (no L2 term in the gradient)
+    """
+
+    decoupled = True
+
+    def __init__(self, lr: float = 0.001, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.01,
+                 clip_norm: float | None = None) -> None:
+        super().__init__(lr, betas, eps, weight_decay, clip_norm)

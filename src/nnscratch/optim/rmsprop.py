@@ -1,0 +1,67 @@
+"""RMSprop: divide each gradient by a running root mean square of its recent values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..validation import check_positive_float
+from .base import Optimizer
+
+
+class RMSprop(Optimizer):
+    r"""PyTorch's ``torch.optim.RMSprop`` (not centered), on each (param ``p``, grad ``g``).
+
+    With ``lr`` = eta, ``alpha``, ``eps``, ``momentum`` = mu, ``weight_decay`` = lambda, and the
+    square average ``v`` and buffer ``b`` starting at zero::
+
+        g = g + lambda * p                      (if lambda > 0)
+        v = alpha * v + (1 - alpha) * g**2
+        if mu > 0:  b = mu * b + g / (sqrt(v) + eps);  p = p - eta * b
+        else:       p = p - eta * g / (sqrt(v) + eps)
+    """
+
+    def __init__(self, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8,
+                 momentum: float = 0.0, weight_decay: float = 0.0,
+                 clip_norm: float | None = None) -> None:
+        super().__init__(lr, clip_norm)
+        self.alpha = check_positive_float(alpha, "RMSprop alpha", allow_zero=True)
+        if self.alpha >= 1:
+            raise ValueError(f"RMSprop alpha must be in [0, 1), got {alpha!r}")
+        self.eps = check_positive_float(eps, "RMSprop eps")
+        self.momentum = check_positive_float(momentum, "RMSprop momentum", allow_zero=True)
+        self.weight_decay = check_positive_float(weight_decay, "RMSprop weight_decay",
+                                                 allow_zero=True)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"lr": self.lr, "alpha": self.alpha, "eps": self.eps, "momentum": self.momentum,
+                "weight_decay": self.weight_decay}
+
+    def step(self) -> None:
+        if self.clip_norm is not None:
+            self.clip_gradients()
+        lr, alpha, eps, mu, wd = self.lr, self.alpha, self.eps, self.momentum, self.weight_decay
+        for (p, g), st in zip(self.pairs, self.state, strict=True):
+            if not st:
+                st.update(v=np.zeros_like(p), d=np.empty_like(p), s=np.empty_like(p))
+                if mu:
+                    st["b"] = np.zeros_like(p)
+            v, d, s = st["v"], st["d"], st["s"]
+            np.copyto(d, g)
+            if wd:
+                d += wd * p                      # g + lambda * p
+            v *= alpha                           # v = alpha * v + (1 - alpha) * g**2
+            np.multiply(d, d, out=s)
+            s *= 1 - alpha
+            v += s
+            np.sqrt(v, out=s)                    # sqrt(v) + eps
+            s += eps
+            np.divide(d, s, out=d)               # g / (sqrt(v) + eps)
+            if mu:
+                b = st["b"]
+                b *= mu
+                b += d
+                d = b
+            np.multiply(d, lr, out=s)
+            p -= s
