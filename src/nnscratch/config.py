@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from .layers import GELU, Dense, Layer, LeakyReLU, ReLU, Sigmoid, Tanh
+from .layers import GELU, BatchNorm, Dense, Dropout, Layer, LeakyReLU, ReLU, Sigmoid, Tanh
 from .losses import MeanSquaredError, SoftmaxCrossEntropy
 from .optim import SGD, Adam, AdamW, RMSprop
 
 LAYERS: dict[str, type[Layer]] = {
-    cls.__name__: cls for cls in (Dense, ReLU, LeakyReLU, Tanh, Sigmoid, GELU)}
+    cls.__name__: cls for cls in (Dense, ReLU, LeakyReLU, Tanh, Sigmoid, GELU, Dropout,
+                                 BatchNorm)}
 LOSSES = {"softmax_cross_entropy": SoftmaxCrossEntropy, "mse": MeanSquaredError}
 OPTIMIZERS = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}
 

@@ -248,6 +248,8 @@ class Sequential:
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the model (architecture, weights, preprocessing, metadata) as safetensors."""
         tensors = {name: p for name, p, _ in self.named_parameters()}
+        tensors.update({f"layers.{i}.state.{k}": v for i, layer in enumerate(self.layers)
+                        for k, v in layer.state.items()})
         header = {"architecture": [layer_spec(layer) for layer in self.layers],
                   "dtype": self.dtype.name, "seed": self.seed,
                   "preprocessing": self.preprocessing, "metadata": self.metadata}
@@ -280,6 +282,8 @@ def load_model(path: str | os.PathLike[str]) -> Sequential:
     except (ValueError, TypeError) as exc:
         raise ModelFileError(f"{path}: invalid architecture in model header ({exc})") from None
     expected = {name: p for name, p, _ in model.named_parameters()}
+    expected.update({f"layers.{i}.state.{k}": v for i, layer in enumerate(model.layers)
+                     for k, v in layer.state.items()})
     if set(expected) != set(tensors):
         missing = sorted(set(expected) - set(tensors)) or sorted(set(tensors) - set(expected))
         raise ModelFileError(f"{path}: tensors do not match the architecture (e.g. {missing[0]})")

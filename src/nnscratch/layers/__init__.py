@@ -3,5 +3,8 @@
 from .activations import GELU, LeakyReLU, ReLU, Sigmoid, Tanh
 from .base import Layer
 from .dense import Dense
+from .dropout import Dropout
+from .normalization import BatchNorm
 
-__all__ = ["GELU", "Dense", "Layer", "LeakyReLU", "ReLU", "Sigmoid", "Tanh"]
+__all__ = ["GELU", "BatchNorm", "Dense", "Dropout", "Layer", "LeakyReLU", "ReLU", "Sigmoid",
+           "Tanh"]

@@ -23,6 +23,8 @@ class Layer:
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
+        #: non-trainable arrays saved with the model (e.g. batch norm's running statistics)
+        self.state: dict[str, np.ndarray] = {}
         self._workspace: dict[Any, tuple[np.ndarray, ...]] = {}
 
     # -- the contract -------------------------------------------------------------------------

@@ -1,0 +1,53 @@
+"""Inverted dropout."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .base import Layer
+
+
+class Dropout(Layer):
+    r"""Zero each input with probability ``p`` during training, as PyTorch's ``Dropout``.
+
+    Training (``M`` a fresh mask per call, each entry 1 with probability ``1 - p``)::
+
+        Y  = X * M / (1 - p)
+        dX = dY * M / (1 - p)
+
+    Inference: ``Y = X`` (the ``1 / (1 - p)`` during training keeps expectations equal, so nothing
+    has to be rescaled at inference). The mask is drawn from the model's generator, so a seeded
+    model drops the same units on every run.
+    """
+
+    _positional = ("p",)
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        ok = isinstance(p, (int, float)) and not isinstance(p, bool) and 0 <= p < 1
+        if not ok:
+            raise ValueError(f"Dropout p must be a probability in [0, 1), got {p!r}")
+        self.p = float(p)
+        self._rng = np.random.default_rng(0)
+
+    def reset_parameters(self, rng: np.random.Generator, dtype: np.dtype) -> None:
+        super().reset_parameters(rng, dtype)
+        self._rng = rng  # the model's generator: one random stream per model
+
+    def get_config(self) -> dict[str, Any]:
+        return {"p": self.p}
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        if not training or self.p == 0:
+            self._scale = None
+            return x
+        keep = self._rng.random(x.shape, dtype=x.dtype) >= self.p  # float32/64 draws
+        self._scale = keep * x.dtype.type(1 / (1 - self.p))   # M / (1 - p)
+        return x * self._scale
+
+    def backward(self, grad_y: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        if not input_grad:
+            return None
+        return grad_y if self._scale is None else grad_y * self._scale
