@@ -47,7 +47,7 @@ def test_train_writes_the_whole_report(default_run):
                           "stratify": True, "n_train": 1437, "n_test": 360}
     assert m["blas"], "the BLAS in use is recorded"
     hist = (out / "history.csv").read_text().splitlines()
-    assert hist[0] == "epoch,loss,accuracy" and len(hist) == 1001
+    assert hist[0] == "epoch,loss,accuracy,lr" and len(hist) == 1001
     cm = np.loadtxt(out / "confusion_matrix.csv", delimiter=",", skiprows=1)
     assert cm.shape == (10, 10) and cm.sum() == 360
     assert np.trace(cm) / 360 == pytest.approx(m["test_accuracy"])

@@ -74,7 +74,8 @@ def test_history_and_validation(scaled):
     h = model.fit(X, y, epochs=4, batch_size=64, optimizer=SGD(lr=0.1),
                   loss=SoftmaxCrossEntropy(), validation_data=(Xv, yv))
     assert isinstance(h, History) and model.history is h
-    assert set(h.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert set(h.history) == {"loss", "accuracy", "lr", "val_loss", "val_accuracy"}
+    assert h["lr"] == [0.1] * 4
     assert len(h) == 4 and h.epoch == [1, 2, 3, 4]
     assert all(len(v) == 4 for v in h.history.values())
     assert h["loss"][-1] < h["loss"][0]

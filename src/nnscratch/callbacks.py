@@ -5,9 +5,16 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+import numpy as np
+
 
 class Callback:
     """Hooks called by the fit loop. ``on_epoch_end`` returning True stops training."""
+
+    model: Any = None
+
+    def set_model(self, model: Any) -> None:
+        self.model = model
 
     def on_train_begin(self, epochs: int) -> None: ...
 
@@ -47,3 +54,101 @@ class ProgressBar(Callback):
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+def _monitored(logs: dict[str, float], monitor: str) -> float:
+    if monitor not in logs:
+        raise ValueError(f"cannot monitor {monitor!r}: the fit loop records {sorted(logs)} "
+                         "(val_* needs validation data)")
+    return logs[monitor]
+
+
+def _snapshot(model: Any) -> list[np.ndarray]:
+    """Copies of every parameter and state array (batch norm statistics) of ``model``."""
+    arrays = [p for p, _ in model.parameters()]
+    arrays += [v for layer in getattr(model, "layers", []) for v in layer.state.values()]
+    return [a.copy() for a in arrays]
+
+
+def _restore(model: Any, snapshot: list[np.ndarray]) -> None:
+    arrays = [p for p, _ in model.parameters()]
+    arrays += [v for layer in getattr(model, "layers", []) for v in layer.state.values()]
+    for a, saved in zip(arrays, snapshot, strict=True):
+        np.copyto(a, saved)
+
+
+def _better(value: float, best: float, monitor: str, min_delta: float) -> bool:
+    """Lower is better for losses, higher for accuracies."""
+    if "acc" in monitor:
+        return value > best + min_delta
+    return value < best - min_delta
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
+
+    With ``restore_best=True`` the model ends with the weights of its best epoch.
+    """
+
+    def __init__(self, monitor: str = "val_loss", patience: int = 10, min_delta: float = 0.0,
+                 restore_best: bool = True) -> None:
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+            raise ValueError(f"EarlyStopping patience must be a positive integer, got {patience!r}")
+        if not isinstance(monitor, str):
+            raise ValueError(f"EarlyStopping monitor must be a name such as 'val_loss', "
+                             f"got {monitor!r}")
+        self.monitor, self.patience, self.min_delta = monitor, patience, float(min_delta)
+        self.restore_best = bool(restore_best)
+
+    def on_train_begin(self, epochs: int) -> None:
+        self.best = -np.inf if "acc" in self.monitor else np.inf
+        self.best_epoch, self.wait, self.stopped_epoch, self._best = 0, 0, 0, None
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> bool:
+        value = _monitored(logs, self.monitor)
+        if _better(value, self.best, self.monitor, self.min_delta):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best:
+                self._best = _snapshot(self.model)
+            return False
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped_epoch = epoch
+            return True
+        return False
+
+    def on_train_end(self) -> None:
+        if self.restore_best and self._best is not None:
+            _restore(self.model, self._best)
+
+
+class ModelCheckpoint(Callback):
+    """Save the model to ``path`` every ``every`` epochs, or only when ``monitor`` improves.
+
+    ``path`` may contain ``{epoch}`` (e.g. ``"checkpoints/epoch{epoch:04d}.safetensors"``).
+    """
+
+    def __init__(self, path: str, every: int | None = None, best_only: bool = False,
+                 monitor: str = "val_loss") -> None:
+        if (every is None) == (not best_only):
+            raise ValueError("ModelCheckpoint needs either every=N or best_only=True")
+        if every is not None and (isinstance(every, bool) or not isinstance(every, int)
+                                  or every < 1):
+            raise ValueError(f"ModelCheckpoint every must be a positive integer, got {every!r}")
+        self.path, self.every, self.best_only, self.monitor = str(path), every, best_only, monitor
+        self.saved: list[str] = []
+
+    def on_train_begin(self, epochs: int) -> None:
+        self.best = -np.inf if "acc" in self.monitor else np.inf
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        if self.best_only:
+            value = _monitored(logs, self.monitor)
+            if not _better(value, self.best, self.monitor, 0.0):
+                return
+            self.best = value
+        elif epoch % self.every:  # type: ignore[operator]
+            return
+        path = self.path.format(epoch=epoch)
+        self.model.save(path)
+        self.saved.append(path)

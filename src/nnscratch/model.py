@@ -17,6 +17,7 @@ from .io import read_model_file, write_model_file
 from .layers.base import Layer
 from .losses import SoftmaxCrossEntropy, softmax
 from .optim.base import Optimizer
+from .optim.schedules import Schedule
 from .optim.sgd import SGD
 from .training import History, fit
 from .validation import check_features, check_labels, check_positive_int
@@ -184,12 +185,15 @@ class Sequential:
 
     def fit(self, X: Any, y: Any, *, epochs: int = 1, batch_size: int = 32,
             optimizer: Optimizer | None = None, loss: Any = None,
-            validation_data: tuple[Any, Any] | None = None, shuffle: bool = True,
-            callbacks: Sequence[Callback] | None = None, verbose: bool = False) -> History:
+            validation_data: tuple[Any, Any] | None = None, validation_split: float = 0.0,
+            shuffle: bool = True, callbacks: Sequence[Callback] | None = None,
+            schedule: Schedule | None = None, verbose: bool = False) -> History:
         """Mini-batch training; returns (and stores in ``self.history``) the :class:`History`.
 
         ``X`` (n, n_features) numbers; ``y`` (n,) integer labels in ``0..n_outputs-1``.
         ``optimizer`` defaults to ``SGD(lr=0.01)``, ``loss`` to :class:`SoftmaxCrossEntropy`.
+        ``validation_split`` holds out that fraction of (X, y), stratified, as validation data.
+        ``schedule`` sets the learning rate epoch by epoch (:mod:`nnscratch.optim.schedules`).
         ``verbose=True`` shows a progress bar (on a terminal).
         """
         epochs = check_positive_int(epochs, "epochs")
@@ -206,9 +210,26 @@ class Sequential:
         loss = SoftmaxCrossEntropy() if loss is None else loss
         if not all(hasattr(loss, a) for a in ("gradient", "per_example")):
             raise ValueError(f"loss must be an nnscratch loss, got {loss!r}")
+        if schedule is not None and not isinstance(schedule, Schedule):
+            raise ValueError(f"schedule must be an nnscratch Schedule, got {schedule!r}")
         X = check_features(X, self.n_features_in, self.dtype)
         y = check_labels(y, X.shape[0], self.n_outputs)
         val = None
+        if validation_split:
+            ok = isinstance(validation_split, float) and 0 < validation_split < 1
+            if not ok:
+                raise ValueError(f"validation_split must be a fraction in (0, 1), "
+                                 f"got {validation_split!r}")
+            if validation_data is not None:
+                raise ValueError("give validation_data or validation_split, not both")
+            from sklearn.model_selection import train_test_split
+
+            try:
+                X, Xv, y, yv = train_test_split(X, y, test_size=validation_split, stratify=y,
+                                                random_state=int(self.rng.integers(2**31)))
+            except ValueError as exc:
+                raise InputError(f"validation_split={validation_split}: {exc}") from None
+            val = (Xv, yv)
         if validation_data is not None:
             if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
                 raise InputError("validation_data must be a pair (X_val, y_val)")
@@ -219,7 +240,8 @@ class Sequential:
             cbs.append(ProgressBar())
         self.history = fit(self, X, y, n_classes=self.n_outputs, epochs=epochs,
                            batch_size=batch_size, optimizer=optimizer, loss=loss, rng=self.rng,
-                           validation_data=val, shuffle=shuffle, callbacks=cbs)
+                           validation_data=val, shuffle=shuffle, callbacks=cbs,
+                           schedule=schedule)
         return self.history
 
     # -- prediction -----------------------------------------------------------------------------

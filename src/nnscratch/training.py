@@ -42,7 +42,8 @@ class Trainable(Protocol):
 class History:
     """Per-epoch training record, as Keras' ``History``: ``history["loss"]`` is a list.
 
-    Keys: ``loss``, ``accuracy`` and, with validation data, ``val_loss``, ``val_accuracy``.
+    Keys: ``loss``, ``accuracy``, ``lr`` (the learning rate of the epoch) and, with validation
+    data, ``val_loss``, ``val_accuracy``.
     """
 
     def __init__(self) -> None:
@@ -83,7 +84,7 @@ def evaluate_logits(loss: Any, logits: np.ndarray, labels: np.ndarray) -> tuple[
 def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epochs: int,
         batch_size: int, optimizer: Any, loss: Any, rng: np.random.Generator,
         validation_data: tuple[np.ndarray, np.ndarray] | None = None, shuffle: bool = True,
-        callbacks: Sequence[Callback] = ()) -> History:
+        callbacks: Sequence[Callback] = (), schedule: Any = None) -> History:
     """Train ``model`` in place on checked arrays ``X`` (n, d) and integer labels ``y`` (n,).
 
     ``X`` must already be in the model's dtype; validation data likewise.
@@ -107,7 +108,10 @@ def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epoch
     step, gradient = optimizer.step, loss.gradient
     copyto = np.copyto
     history = History()
+    if schedule is not None:
+        optimizer.lr = schedule.start(optimizer.lr)
     for cb in callbacks:
+        cb.set_model(model)
         cb.on_train_begin(epochs)
     # a blow-up (overflow, NaN) is reported once, clearly, by the guard on the epoch's loss
     try:
@@ -128,12 +132,14 @@ def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epoch
                     raise TrainingDiverged(
                         f"training loss became {epoch_loss} at epoch {epoch + 1}; "
                         "lower the learning rate")
-                logs = {"loss": epoch_loss, "accuracy": epoch_acc}
+                logs = {"loss": epoch_loss, "accuracy": epoch_acc, "lr": float(optimizer.lr)}
                 if validation_data is not None:
                     Xv, yv = validation_data
                     logs["val_loss"], logs["val_accuracy"] = evaluate_logits(
                         loss, model.forward(Xv, False), yv)
                 history.append(epoch + 1, logs)
+                if schedule is not None:  # the learning rate of the next epoch
+                    optimizer.lr = schedule.step(epoch + 1, logs)
                 if any([cb.on_epoch_end(epoch + 1, logs) for cb in callbacks]):
                     break
     finally:
