@@ -67,7 +67,7 @@ def environment() -> dict:
     except AttributeError:  # not on Linux
         affinity = None
     return {
-        "timestamp_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "timestamp_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "python_implementation": platform.python_implementation(),
         "numpy": numpy.__version__,

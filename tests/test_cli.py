@@ -43,6 +43,7 @@ def test_train_writes_the_whole_report(default_run):
     assert set(m["per_class"]) == {str(c) for c in range(10)}
     assert set(m["per_class"]["3"]) == {"precision", "recall", "f1", "support"}
     assert m["config"]["hidden"] == [32] and m["config"]["lr"] == 0.1
+    assert m["config"]["optimizer"] == "sgd" and m["config"]["schedule"] == "constant"
     assert m["split"] == {"dataset": "digits", "test_size": 0.2, "random_state": 42,
                           "stratify": True, "n_train": 1437, "n_test": 360}
     assert m["blas"], "the BLAS in use is recorded"
@@ -117,9 +118,13 @@ def test_train_flags(tmp_path, capsys):
     assert capsys.readouterr().out == ""  # --quiet
     m = json.loads((out / "metrics.json").read_text())
     assert m["epochs"] == 3 and m["seed"] == 7
-    assert m["config"] == {"hidden": [16, 8], "activation": "relu",
-                           "loss": "softmax_cross_entropy", "optimizer": "sgd", "lr": 0.05,
-                           "batch_size": 64, "epochs": 3, "seed": 7, "dtype": "float64"}
+    from nnscratch.config import TRAIN_DEFAULTS
+
+    assert set(m["config"]) == set(TRAIN_DEFAULTS)  # the full config is recorded
+    assert {k: m["config"][k] for k in ("hidden", "activation", "optimizer", "lr", "batch_size",
+                                        "epochs", "seed", "dtype")} == {
+        "hidden": [16, 8], "activation": "relu", "optimizer": "sgd", "lr": 0.05,
+        "batch_size": 64, "epochs": 3, "seed": 7, "dtype": "float64"}
     from nnscratch import load_model
 
     model = load_model(out / "model.safetensors")

@@ -17,12 +17,23 @@ from typing import Any, NoReturn
 import numpy as np
 
 from . import __version__
+from .callbacks import EarlyStopping, ModelCheckpoint
+from .config import (
+    ACTIVATIONS,
+    OPTIMIZER_CHOICES,
+    SCHEDULE_CHOICES,
+    TRAIN_DEFAULTS,
+    build_layers,
+    build_optimizer,
+    build_schedule,
+    load_toml,
+    train_config,
+)
 from .data import apply_preprocessing, digits_preprocessing, load_digit_inputs, load_digits_split
 from .errors import InputError, NNScratchError
 from .layers import Dense, ReLU
 from .losses import SoftmaxCrossEntropy
 from .model import Sequential, load_model
-from .optim import SGD
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -54,6 +65,26 @@ def _int_at_least(low: int):  # type: ignore[no-untyped-def]
 _positive_int, _non_negative_int = _int_at_least(1), _int_at_least(0)
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (np.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -71,14 +102,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train the digits model and write its run report",
                        description="Train a digits classifier (default: the seed 64-32-10 "
-                       "network) and write a run folder with the model and its report.")
-    t.add_argument("--epochs", type=_positive_int, default=1000, help="default 1000")
-    t.add_argument("--batch-size", type=_positive_int, default=32, help="default 32")
-    t.add_argument("--lr", type=_positive_float, default=0.1, help="SGD learning rate (0.1)")
-    t.add_argument("--hidden", type=_positive_int, nargs="+", default=[32], metavar="N",
-                   help="hidden layer sizes, e.g. --hidden 128 64 (default 32)")
-    t.add_argument("--seed", type=_non_negative_int, default=0, help="weights and shuffling (0)")
-    t.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+                       "network, SGD lr 0.1, batch 32, 1000 epochs) and write a run folder with "
+                       "the model and its report. Settings come from the defaults, then "
+                       "--config FILE.toml (the same keys, with underscores), then the flags.")
+    t.add_argument("--config", type=Path, help="TOML file of settings (flags override it)")
+    t.add_argument("--epochs", type=_positive_int, help="default 1000")
+    t.add_argument("--batch-size", type=_positive_int, help="default 32")
+    t.add_argument("--hidden", type=_positive_int, nargs="+", metavar="N",
+                   help="hidden layer sizes, e.g. --hidden 256 128 64 (default 32)")
+    t.add_argument("--activation", choices=list(ACTIVATIONS), help="default relu")
+    t.add_argument("--optimizer", choices=OPTIMIZER_CHOICES, help="default sgd")
+    t.add_argument("--lr", type=_positive_float, help="learning rate (default 0.1)")
+    t.add_argument("--momentum", type=_fraction, help="default 0.9 for momentum/nesterov, else 0")
+    t.add_argument("--weight-decay", type=_non_negative_float,
+                   help="L2 (decoupled for adamw); default: the optimizer's (0, adamw 0.01)")
+    t.add_argument("--clip-norm", type=_positive_float, help="clip the global gradient norm")
+    t.add_argument("--dropout", type=_fraction, help="dropout probability after each hidden layer")
+    t.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=None,
+                   help="batch norm after each hidden Dense layer")
+    t.add_argument("--schedule", choices=SCHEDULE_CHOICES, help="learning-rate schedule")
+    t.add_argument("--warmup", type=_non_negative_int, help="epochs of linear warm-up")
+    t.add_argument("--early-stopping", type=_positive_int, metavar="PATIENCE",
+                   help="stop when val_loss has not improved for PATIENCE epochs")
+    t.add_argument("--validation-split", type=_fraction, help="fraction held out for validation")
+    t.add_argument("--checkpoint-every", type=_positive_int, metavar="N",
+                   help="save RUN_DIR/checkpoints/epochNNNN.safetensors every N epochs")
+    t.add_argument("--seed", type=_non_negative_int, help="weights and shuffling (default 0)")
+    t.add_argument("--dtype", choices=["float32", "float64"])
     t.add_argument("--out", type=Path, default=None, help="run folder (default runs/<timestamp>)")
     t.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
 
@@ -118,26 +168,31 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = _run_dir(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a directory")
+    flags = {k: getattr(args, k) for k in TRAIN_DEFAULTS if getattr(args, k, None) is not None}
+    cfg = train_config(load_toml(str(args.config)) if args.config else {}, flags)
     split = load_digits_split()
     prep = digits_preprocessing()
     X_train = apply_preprocessing(split.X_train, prep)
     X_test = apply_preprocessing(split.X_test, prep)
-    sizes = [X_train.shape[1], *args.hidden, 10]
-    layers: list[Any] = []
-    for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
-        layers += [Dense(n_in, n_out), ReLU()]
-    model = Sequential(layers[:-1], seed=args.seed, dtype=args.dtype)
-    config = {"hidden": args.hidden, "activation": "relu", "loss": "softmax_cross_entropy",
-              "optimizer": "sgd", "lr": args.lr, "batch_size": args.batch_size,
-              "epochs": args.epochs, "seed": args.seed, "dtype": args.dtype}
+    model = Sequential(build_layers(cfg, X_train.shape[1], 10), seed=cfg["seed"],
+                       dtype=cfg["dtype"])
     model.preprocessing = prep
-    model.metadata = {"split": split.info, "config": config}
+    model.metadata = {"split": split.info, "config": cfg}
+    callbacks: list[Any] = []
+    if cfg["early_stopping"]:
+        callbacks.append(EarlyStopping("val_loss", patience=cfg["early_stopping"]))
+    if cfg["checkpoint_every"]:
+        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+        callbacks.append(ModelCheckpoint(str(out / "checkpoints" / "epoch{epoch:04d}.safetensors"),
+                                         every=cfg["checkpoint_every"]))
 
     start = time.perf_counter()
     try:
-        history = model.fit(X_train, split.y_train, epochs=args.epochs,
-                            batch_size=args.batch_size, optimizer=SGD(lr=args.lr),
-                            loss=SoftmaxCrossEntropy(), verbose=not args.quiet)
+        history = model.fit(X_train, split.y_train, epochs=cfg["epochs"],
+                            batch_size=cfg["batch_size"], optimizer=build_optimizer(cfg),
+                            loss=SoftmaxCrossEntropy(), schedule=build_schedule(cfg),
+                            validation_split=float(cfg["validation_split"]), callbacks=callbacks,
+                            verbose=not args.quiet)
     except KeyboardInterrupt:  # keep what was learned so far
         out.mkdir(parents=True, exist_ok=True)
         model.save(out / "model.interrupted.safetensors")
@@ -149,8 +204,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     model.save(out / "model.safetensors")  # first, so a failing plot never loses the model
     from .report import write_report  # matplotlib: imported only when a report is written
 
-    extra = {"epochs": len(history), "train_seconds": round(seconds, 4), "seed": args.seed,
-             "config": config, "split": split.info, "blas": _blas_info(),
+    extra = {"epochs": len(history), "train_seconds": round(seconds, 4), "seed": cfg["seed"],
+             "config": cfg, "split": split.info, "blas": _blas_info(),
              "nnscratch_version": __version__}
     result = write_report(out, history=history.history, n_classes=10, y_train=split.y_train,
                           pred_train=model.predict(X_train), y_test=split.y_test,

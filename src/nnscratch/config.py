@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .layers import GELU, BatchNorm, Dense, Dropout, Layer, LeakyReLU, ReLU, Sigmoid, Tanh
 from .losses import MeanSquaredError, SoftmaxCrossEntropy
 from .optim import SGD, Adam, AdamW, RMSprop
+from .optim.schedules import CosineAnnealingLR, ExponentialLR, LinearWarmup, Schedule, StepLR
 
 LAYERS: dict[str, type[Layer]] = {
     cls.__name__: cls for cls in (Dense, ReLU, LeakyReLU, Tanh, Sigmoid, GELU, Dropout,
@@ -37,3 +39,131 @@ def build_layer(spec: Any) -> Layer:
         return cls(**cfg)
     except TypeError as exc:
         raise ValueError(f"bad config for {spec['type']}: {exc}") from None
+
+
+# -- training configuration: TOML keys and CLI flags -------------------------------------------
+ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "tanh": Tanh, "sigmoid": Sigmoid,
+               "gelu": GELU}
+OPTIMIZER_CHOICES = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
+SCHEDULE_CHOICES = ("constant", "step", "exponential", "cosine")
+
+#: every key a config file (or the matching --flag) may set, with its default
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "hidden": [32], "activation": "relu", "optimizer": "sgd", "lr": 0.1, "momentum": None,
+    "weight_decay": None, "dropout": 0.0, "batch_norm": False, "schedule": "constant",
+    "warmup": 0, "early_stopping": 0, "validation_split": 0.0, "checkpoint_every": 0,
+    "clip_norm": None, "epochs": 1000, "batch_size": 32, "seed": 0, "dtype": "float32",
+}
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+_CHECKS: dict[str, tuple[Any, str]] = {
+    "hidden": (lambda v: isinstance(v, list) and v and all(_is_int(h) and h > 0 for h in v),
+               "a non-empty list of positive integers"),
+    "activation": (lambda v: v in ACTIVATIONS, f"one of {', '.join(ACTIVATIONS)}"),
+    "optimizer": (lambda v: v in OPTIMIZER_CHOICES, f"one of {', '.join(OPTIMIZER_CHOICES)}"),
+    "lr": (lambda v: _is_num(v) and v > 0, "a number > 0"),
+    "momentum": (lambda v: v is None or (_is_num(v) and 0 <= v < 1), "a number in [0, 1)"),
+    "weight_decay": (lambda v: v is None or (_is_num(v) and v >= 0), "a number >= 0"),
+    "dropout": (lambda v: _is_num(v) and 0 <= v < 1, "a probability in [0, 1)"),
+    "batch_norm": (lambda v: isinstance(v, bool), "true or false"),
+    "schedule": (lambda v: v in SCHEDULE_CHOICES, f"one of {', '.join(SCHEDULE_CHOICES)}"),
+    "warmup": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "early_stopping": (lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0: off)"),
+    "validation_split": (lambda v: _is_num(v) and 0 <= v < 1, "a fraction in [0, 1)"),
+    "checkpoint_every": (lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0: off)"),
+    "clip_norm": (lambda v: v is None or (_is_num(v) and v > 0), "a number > 0"),
+    "epochs": (lambda v: _is_int(v) and v > 0, "a positive integer"),
+    "batch_size": (lambda v: _is_int(v) and v > 0, "a positive integer"),
+    "seed": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "dtype": (lambda v: v in ("float32", "float64"), "'float32' or 'float64'"),
+}
+
+
+def train_config(*layers_of_settings: dict[str, Any]) -> dict[str, Any]:
+    """Defaults updated by each mapping in turn (a config file, then the flags), checked.
+
+    Unknown keys and bad values raise ``ValueError`` naming the key and what it must be.
+    """
+    cfg = dict(TRAIN_DEFAULTS)
+    for settings in layers_of_settings:
+        for key, value in settings.items():
+            if key not in TRAIN_DEFAULTS:
+                raise ValueError(f"unknown setting {key!r}; known: {', '.join(TRAIN_DEFAULTS)}")
+            cfg[key] = value
+    for key, (ok, what) in _CHECKS.items():
+        if not ok(cfg[key]):
+            raise ValueError(f"setting {key!r} must be {what}, got {cfg[key]!r}")
+    if cfg["warmup"] >= cfg["epochs"]:
+        raise ValueError(f"warmup ({cfg['warmup']}) must be shorter than epochs ({cfg['epochs']})")
+    if cfg["early_stopping"] and not cfg["validation_split"]:
+        cfg["validation_split"] = 0.1  # early stopping watches val_loss: hold out 10%
+    return cfg
+
+
+def load_toml(path: str) -> dict[str, Any]:
+    """Read a config file; unreadable or invalid TOML raises ``ValueError`` naming the file."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such config file") from None
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not a valid TOML config ({exc})") from None
+    return data
+
+
+def build_layers(cfg: dict[str, Any], n_in: int, n_out: int) -> list[Layer]:
+    """Dense [BatchNorm] activation [Dropout] per hidden size, then Dense to the outputs."""
+    act = ACTIVATIONS[cfg["activation"]]
+    init = "he_normal" if cfg["activation"] in ("relu", "leaky_relu", "gelu") else "glorot_uniform"
+    layers: list[Layer] = []
+    for h in cfg["hidden"]:
+        layers.append(Dense(n_in, h, init=init))
+        if cfg["batch_norm"]:
+            layers.append(BatchNorm(h))
+        layers.append(act())
+        if cfg["dropout"]:
+            layers.append(Dropout(cfg["dropout"]))
+        n_in = h
+    layers.append(Dense(n_in, n_out, init=init))
+    return layers
+
+
+def build_optimizer(cfg: dict[str, Any]) -> Any:
+    """The optimizer a config names. ``momentum`` is 0.9 for "momentum"/"nesterov" unless set;
+    an unset ``weight_decay`` keeps each optimizer's own default (0, AdamW's 0.01)."""
+    name, mu = cfg["optimizer"], cfg["momentum"]
+    kw: dict[str, Any] = {"lr": cfg["lr"], "clip_norm": cfg["clip_norm"]}
+    if cfg["weight_decay"] is not None:
+        kw["weight_decay"] = cfg["weight_decay"]
+    if name in ("momentum", "nesterov"):
+        return SGD(momentum=0.9 if mu is None else mu, nesterov=name == "nesterov", **kw)
+    if name in ("sgd", "rmsprop"):
+        return (SGD if name == "sgd" else RMSprop)(momentum=mu or 0.0, **kw)
+    return (Adam if name == "adam" else AdamW)(**kw)
+
+
+def build_schedule(cfg: dict[str, Any]) -> Schedule | None:
+    """``step``: x0.1 at 1/3 and 2/3 of the run; ``exponential``: x0.01 over the run;
+    ``cosine``: to 0 at the end; ``warmup`` epochs of linear warm-up before any of them."""
+    name, epochs, warm = cfg["schedule"], cfg["epochs"], cfg["warmup"]
+    rest = epochs - warm
+    main: Schedule | None = {
+        "constant": None,
+        "step": StepLR(max(1, rest // 3), 0.1),
+        "exponential": ExponentialLR(0.01 ** (1 / rest)),
+        "cosine": CosineAnnealingLR(rest),
+    }[name]
+    if warm:
+        return LinearWarmup(warm, 0.1, then=main)
+    return main
