@@ -28,3 +28,19 @@ def test_seed_configuration_over_five_seeds(tmp_path):
         assert r["epochs"] == 1000
         # loss reduced by at least 99.9% from the first epoch to the last
         assert r["final_loss"] <= 0.001 * r["initial_loss"], (r["seed"], r["final_loss"])
+
+
+@pytest.mark.slow
+def test_digits_mlp_config_over_five_seeds(tmp_path):
+    """configs/digits_mlp.toml, run as the issue says: median test accuracy >= 0.980."""
+    from pathlib import Path
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "digits_mlp.toml"
+    accs = []
+    for seed in SEEDS:
+        out = tmp_path / f"mlp{seed}"
+        assert main(["train", "--config", str(config), "--seed", str(seed), "--out", str(out),
+                     "--quiet"]) == 0
+        accs.append(json.loads((out / "metrics.json").read_text())["test_accuracy"])
+    print("digits_mlp test accuracy per seed:", accs)
+    assert np.median(accs) >= 0.980
