@@ -14,7 +14,8 @@ from nnscratch.cli import main
 
 REPORT_FILES = {"model.safetensors", "metrics.json", "history.csv", "classification_report.txt",
                 "confusion_matrix.csv", "training_loss.png", "confusion_matrix.png",
-                "sample_digits.png", "sample_predictions.png"}
+                "sample_digits.png", "sample_predictions.png", "training_curves.png",
+                "learning_rate.png", "weight_histograms.png"}
 
 
 def run_cli(*args, cwd=None):
@@ -54,7 +55,8 @@ def test_train_writes_the_whole_report(default_run):
     assert np.trace(cm) / 360 == pytest.approx(m["test_accuracy"])
     assert "test accuracy" in proc.stdout and str(out) in proc.stdout
     for png in ("training_loss.png", "confusion_matrix.png", "sample_digits.png",
-                "sample_predictions.png"):
+                "sample_predictions.png", "training_curves.png", "learning_rate.png",
+                "weight_histograms.png"):
         with Image.open(out / png) as img:
             assert img.size[0] > 200 and img.size[1] > 100
 

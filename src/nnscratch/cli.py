@@ -210,7 +210,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = write_report(out, history=history.history, n_classes=10, y_train=split.y_train,
                           pred_train=model.predict(X_train), y_test=split.y_test,
                           proba_test=model.predict_proba(X_test), X_test_raw=split.X_test,
-                          extra=extra)
+                          extra=extra, weights={name: p for name, p, _ in model.named_parameters()
+                                                if name.endswith(".W")})
     if not args.quiet:
         print(f"test accuracy {result['test_accuracy']:.4f}, train accuracy "
               f"{result['train_accuracy']:.4f}, loss {result['initial_loss']:.4f} -> "

@@ -36,6 +36,43 @@ def plot_training_loss(history: Mapping[str, Sequence[float]], path: Path) -> No
     _save(fig, path)
 
 
+def plot_curves(history: Mapping[str, Sequence[float]], path: Path) -> None:
+    """Training and validation loss (left) and accuracy (right) on one figure."""
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    for i, (key, label) in enumerate((("loss", "loss"), ("accuracy", "accuracy"))):
+        ax = fig.add_subplot(1, 2, i + 1)
+        ax.plot(epochs, history[key], label=f"training {label}")
+        if f"val_{key}" in history:
+            ax.plot(epochs, history[f"val_{key}"], label=f"validation {label}")
+        ax.set(xlabel="epoch", ylabel=label, yscale="log" if key == "loss" else "linear")
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    fig.suptitle("Training and validation curves")
+    _save(fig, path)
+
+
+def plot_learning_rate(history: Mapping[str, Sequence[float]], path: Path) -> None:
+    fig = Figure(figsize=(7, 3))
+    ax = fig.add_subplot()
+    ax.plot(np.arange(1, len(history["lr"]) + 1), history["lr"])
+    ax.set(xlabel="epoch", ylabel="learning rate", title="Learning-rate schedule")
+    ax.grid(True, alpha=0.3)
+    _save(fig, path)
+
+
+def plot_weight_histograms(weights: Mapping[str, np.ndarray], path: Path) -> None:
+    """A histogram of each weight matrix after training."""
+    n = max(1, len(weights))
+    fig = Figure(figsize=(4 * n, 3.4), layout="constrained")
+    for i, (name, w) in enumerate(weights.items()):
+        ax = fig.add_subplot(1, n, i + 1)
+        ax.hist(np.ravel(w), bins=50, color="tab:blue")
+        ax.set(title=f"{name} {tuple(w.shape)}", xlabel="weight")
+    fig.suptitle("Weights after training")
+    _save(fig, path)
+
+
 def plot_confusion_matrix(cm: np.ndarray, path: Path) -> None:
     fig = Figure(figsize=(6, 5))
     ax = fig.add_subplot()
@@ -96,7 +133,8 @@ def write_history_csv(history: Mapping[str, Sequence[float]], path: Path) -> Non
 def write_report(out: Path, *, history: Mapping[str, Sequence[float]], n_classes: int,
                  y_train: np.ndarray, pred_train: np.ndarray, y_test: np.ndarray,
                  proba_test: np.ndarray, X_test_raw: np.ndarray,
-                 extra: Mapping[str, Any]) -> dict[str, Any]:
+                 extra: Mapping[str, Any],
+                 weights: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
     """Write every report file into ``out``; returns the metrics written to metrics.json."""
     out.mkdir(parents=True, exist_ok=True)
     pred_test = proba_test.argmax(axis=1)
@@ -118,6 +156,11 @@ def write_report(out: Path, *, history: Mapping[str, Sequence[float]], n_classes
     np.savetxt(out / "confusion_matrix.csv", cm, fmt="%d", delimiter=",",
                header=",".join(f"pred_{c}" for c in range(n_classes)), comments="")
     plot_training_loss(history, out / "training_loss.png")
+    plot_curves(history, out / "training_curves.png")
+    if "lr" in history:
+        plot_learning_rate(history, out / "learning_rate.png")
+    if weights:
+        plot_weight_histograms(weights, out / "weight_histograms.png")
     plot_confusion_matrix(cm, out / "confusion_matrix.png")
     plot_sample_digits(X_test_raw, y_test, out / "sample_digits.png")
     plot_sample_predictions(X_test_raw, y_test, proba_test, out / "sample_predictions.png")
