@@ -107,3 +107,25 @@ def test_cli_rejects_bad_config_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown setting 'learning_rate'" in err[0]
     assert not (tmp_path / "r").exists()
+
+
+def test_cv_command_reports_each_fold_and_mean_std(tmp_path, capsys):
+    out = tmp_path / "cv"
+    assert main(["cv", "--folds", "3", "--epochs", "5", "--hidden", "16", "--out", str(out),
+                 "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert text.count("fold ") >= 3 and "3-fold CV accuracy:" in text and "+-" in text
+    summary = json.loads((out / "cv.json").read_text())
+    accs = [f["val_accuracy"] for f in summary["folds"]]
+    assert len(accs) == 3 and sum(f["n_val"] for f in summary["folds"]) == 1797
+    import numpy as np
+
+    assert summary["mean_accuracy"] == pytest.approx(np.mean(accs))
+    assert summary["std_accuracy"] == pytest.approx(np.std(accs, ddof=1))
+    assert (out / "cv_curves.png").stat().st_size > 10_000
+
+
+def test_cv_rejects_one_fold():
+    with pytest.raises(SystemExit) as info:
+        main(["cv", "--folds", "1"])
+    assert info.value.code == 2

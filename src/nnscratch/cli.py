@@ -95,16 +95,8 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="nnscratch", description="Neural networks from scratch in NumPy.")
-    parser.add_argument("--version", action="version", version=f"nnscratch {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-
-    t = sub.add_parser("train", help="train the digits model and write its run report",
-                       description="Train a digits classifier (default: the seed 64-32-10 "
-                       "network, SGD lr 0.1, batch 32, 1000 epochs) and write a run folder with "
-                       "the model and its report. Settings come from the defaults, then "
-                       "--config FILE.toml (the same keys, with underscores), then the flags.")
+def _add_training_flags(t: argparse.ArgumentParser) -> None:
+    """The settings shared by ``train`` and ``cv`` (see :data:`nnscratch.config.TRAIN_DEFAULTS`)."""
     t.add_argument("--config", type=Path, help="TOML file of settings (flags override it)")
     t.add_argument("--epochs", type=_positive_int, help="default 1000")
     t.add_argument("--batch-size", type=_positive_int, help="default 32")
@@ -129,6 +121,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="save RUN_DIR/checkpoints/epochNNNN.safetensors every N epochs")
     t.add_argument("--seed", type=_non_negative_int, help="weights and shuffling (default 0)")
     t.add_argument("--dtype", choices=["float32", "float64"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="nnscratch", description="Neural networks from scratch in NumPy.")
+    parser.add_argument("--version", action="version", version=f"nnscratch {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train the digits model and write its run report",
+                       description="Train a digits classifier (default: the seed 64-32-10 "
+                       "network, SGD lr 0.1, batch 32, 1000 epochs) and write a run folder with "
+                       "the model and its report. Settings come from the defaults, then "
+                       "--config FILE.toml (the same keys, with underscores), then the flags.")
+    _add_training_flags(t)
     t.add_argument("--out", type=Path, default=None, help="run folder (default runs/<timestamp>)")
     t.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
 
@@ -142,6 +147,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", type=Path)
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    c = sub.add_parser("cv", help="stratified k-fold cross-validation of a configuration",
+                       description="Train the configuration (same settings as train) on k "
+                       "stratified folds of the whole digits dataset; print per-fold and mean "
+                       "+- std validation accuracy; write cv.json and cv_curves.png.")
+    c.add_argument("--folds", type=_int_at_least(2), default=5, help="default 5")
+    _add_training_flags(c)
+    c.add_argument("--out", type=Path, default=None, help="report folder (default runs/cv-<time>)")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
 
     sub.add_parser("gradcheck", help="check every layer's and loss's gradients numerically")
     return parser
@@ -168,8 +182,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = _run_dir(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a directory")
-    flags = {k: getattr(args, k) for k in TRAIN_DEFAULTS if getattr(args, k, None) is not None}
-    cfg = train_config(load_toml(str(args.config)) if args.config else {}, flags)
+    cfg = _settings(args)
     split = load_digits_split()
     prep = digits_preprocessing()
     X_train = apply_preprocessing(split.X_train, prep)
@@ -278,6 +291,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    flags = {k: getattr(args, k) for k in TRAIN_DEFAULTS if getattr(args, k, None) is not None}
+    return train_config(load_toml(str(args.config)) if args.config else {}, flags)
+
+
+def cmd_cv(args: argparse.Namespace) -> int:
+    from .crossval import cross_validate
+
+    cfg = _settings(args)
+    out = args.out or Path("runs") / datetime.now().strftime("cv-%Y%m%d-%H%M%S")
+    summary = cross_validate(cfg, args.folds, out, verbose=not args.quiet)
+    for r in summary["folds"]:
+        print(f"fold {r['fold']}: validation accuracy {r['val_accuracy']:.4f} "
+              f"({r['n_val']} examples)")
+    print(f"{args.folds}-fold CV accuracy: {summary['mean_accuracy']:.4f} +- "
+          f"{summary['std_accuracy']:.4f} (mean +- std); report in {out}")
+    return 0
+
+
 def cmd_gradcheck(args: argparse.Namespace) -> int:
     from .gradcheck import check_layer, check_loss
 
@@ -295,7 +327,7 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "gradcheck": cmd_gradcheck}
+            "cv": cmd_cv, "gradcheck": cmd_gradcheck}
 
 
 def main(argv: list[str] | None = None) -> int:
