@@ -12,9 +12,13 @@ class Callback:
     """Hooks called by the fit loop. ``on_epoch_end`` returning True stops training."""
 
     model: Any = None
+    run: dict[str, Any] = {}  # optimizer, schedule, rng and history of the current fit
 
     def set_model(self, model: Any) -> None:
         self.model = model
+
+    def set_run(self, run: dict[str, Any]) -> None:
+        self.run = run
 
     def on_train_begin(self, epochs: int) -> None: ...
 
@@ -126,16 +130,21 @@ class ModelCheckpoint(Callback):
     """Save the model to ``path`` every ``every`` epochs, or only when ``monitor`` improves.
 
     ``path`` may contain ``{epoch}`` (e.g. ``"checkpoints/epoch{epoch:04d}.safetensors"``).
+    With ``training_state=True`` the file also holds what resuming needs to continue exactly:
+    the optimizer's state, the schedule's, the generator's, the epoch and the history so far
+    (``nnscratch train --resume``).
     """
 
     def __init__(self, path: str, every: int | None = None, best_only: bool = False,
-                 monitor: str = "val_loss") -> None:
+                 monitor: str = "val_loss", training_state: bool = False,
+                 extra: dict[str, Any] | None = None) -> None:
         if (every is None) == (not best_only):
             raise ValueError("ModelCheckpoint needs either every=N or best_only=True")
         if every is not None and (isinstance(every, bool) or not isinstance(every, int)
                                   or every < 1):
             raise ValueError(f"ModelCheckpoint every must be a positive integer, got {every!r}")
         self.path, self.every, self.best_only, self.monitor = str(path), every, best_only, monitor
+        self.training_state, self.extra = training_state, dict(extra or {})
         self.saved: list[str] = []
 
     def on_train_begin(self, epochs: int) -> None:
@@ -150,5 +159,18 @@ class ModelCheckpoint(Callback):
         elif epoch % self.every:  # type: ignore[operator]
             return
         path = self.path.format(epoch=epoch)
-        self.model.save(path)
+        if self.training_state:
+            self.model.save(path, training_state=self._training_state(epoch))
+        else:
+            self.model.save(path)
         self.saved.append(path)
+
+    def _training_state(self, epoch: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        run = self.run
+        scalars, arrays = run["optimizer"].state_dict()
+        schedule = run["schedule"]
+        info = {"epoch": epoch, "optimizer": scalars,
+                "schedule": None if schedule is None else schedule.state_dict(),
+                "rng": run["rng"].bit_generator.state, "history": run["history"].history,
+                **self.extra}
+        return info, arrays

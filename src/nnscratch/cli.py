@@ -34,6 +34,7 @@ from .errors import InputError, NNScratchError
 from .layers import Dense, ReLU
 from .losses import SoftmaxCrossEntropy
 from .model import Sequential, load_model
+from .training import History
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -135,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "--config FILE.toml (the same keys, with underscores), then the flags.")
     _add_training_flags(t)
     t.add_argument("--out", type=Path, default=None, help="run folder (default runs/<timestamp>)")
+    t.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                   help="continue RUN_DIR from its latest checkpoint to its planned epochs")
     t.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
 
     e = sub.add_parser("evaluate", help="accuracy and classification report on the test split")
@@ -179,33 +182,76 @@ def _blas_info() -> list[dict[str, Any]]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.resume is not None:
+        return _resume(args)
     out = _run_dir(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a directory")
     cfg = _settings(args)
     split = load_digits_split()
-    prep = digits_preprocessing()
-    X_train = apply_preprocessing(split.X_train, prep)
-    X_test = apply_preprocessing(split.X_test, prep)
-    model = Sequential(build_layers(cfg, X_train.shape[1], 10), seed=cfg["seed"],
-                       dtype=cfg["dtype"])
-    model.preprocessing = prep
+    model = Sequential(build_layers(cfg, 64, 10), seed=cfg["seed"], dtype=cfg["dtype"])
+    model.preprocessing = digits_preprocessing()
     model.metadata = {"split": split.info, "config": cfg}
+    return _train_and_report(out, cfg, model, build_optimizer(cfg), build_schedule(cfg), split,
+                             quiet=args.quiet)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    """Continue RUN_DIR from its latest checkpoint, in place, to the epochs it was started with."""
+    given = [k for k in TRAIN_DEFAULTS if getattr(args, k, None) is not None]
+    if given or args.config or args.out:
+        raise InputError("--resume continues a run with its own settings; give no other "
+                         f"settings (got {', '.join(given) or '--config/--out'})")
+    run = Path(args.resume)
+    ckpts = sorted((run / "checkpoints").glob("epoch*.safetensors"))
+    if not ckpts:
+        raise InputError(f"--resume {run}: no checkpoints in {run / 'checkpoints'} "
+                         "(train with --checkpoint-every N)")
+    model = load_model(ckpts[-1])
+    info, arrays = model.training_state
+    cfg = model.metadata.get("config")
+    if info is None or not isinstance(cfg, dict):
+        raise InputError(f"{ckpts[-1]}: not a resumable checkpoint (no training state)")
+    cfg = train_config(cfg)
+    optimizer, schedule = build_optimizer(cfg), build_schedule(cfg)
+    try:
+        optimizer.bind(model.parameters())
+        optimizer.load_state_dict(info["optimizer"], arrays)
+        if schedule is not None:
+            schedule.load_state_dict(info["schedule"])
+        model.rng.bit_generator.state = info["rng"]
+        history = History()
+        history.history = {k: list(v) for k, v in info["history"].items()}
+        history.epoch = list(range(1, int(info["epoch"]) + 1))
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise InputError(f"{ckpts[-1]}: corrupt training state ({exc})") from None
+    if not args.quiet:
+        print(f"resuming {run} at epoch {info['epoch']} of {cfg['epochs']}")
+    split = load_digits_split(test_size=float(model.metadata["split"]["test_size"]),
+                              random_state=int(model.metadata["split"]["random_state"]))
+    return _train_and_report(run, cfg, model, optimizer, schedule, split, quiet=args.quiet,
+                             initial_epoch=int(info["epoch"]), history=history)
+
+
+def _train_and_report(out: Path, cfg: dict[str, Any], model: Sequential, optimizer: Any,
+                      schedule: Any, split: Any, quiet: bool, initial_epoch: int = 0,
+                      history: History | None = None) -> int:
+    X_train = apply_preprocessing(split.X_train, model.preprocessing)
+    X_test = apply_preprocessing(split.X_test, model.preprocessing)
     callbacks: list[Any] = []
     if cfg["early_stopping"]:
         callbacks.append(EarlyStopping("val_loss", patience=cfg["early_stopping"]))
     if cfg["checkpoint_every"]:
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
         callbacks.append(ModelCheckpoint(str(out / "checkpoints" / "epoch{epoch:04d}.safetensors"),
-                                         every=cfg["checkpoint_every"]))
-
+                                         every=cfg["checkpoint_every"], training_state=True))
     start = time.perf_counter()
     try:
         history = model.fit(X_train, split.y_train, epochs=cfg["epochs"],
-                            batch_size=cfg["batch_size"], optimizer=build_optimizer(cfg),
-                            loss=SoftmaxCrossEntropy(), schedule=build_schedule(cfg),
+                            batch_size=cfg["batch_size"], optimizer=optimizer,
+                            loss=SoftmaxCrossEntropy(), schedule=schedule,
                             validation_split=float(cfg["validation_split"]), callbacks=callbacks,
-                            verbose=not args.quiet)
+                            verbose=not quiet, initial_epoch=initial_epoch, history=history)
     except KeyboardInterrupt:  # keep what was learned so far
         out.mkdir(parents=True, exist_ok=True)
         model.save(out / "model.interrupted.safetensors")
@@ -220,16 +266,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     extra = {"epochs": len(history), "train_seconds": round(seconds, 4), "seed": cfg["seed"],
              "config": cfg, "split": split.info, "blas": _blas_info(),
              "nnscratch_version": __version__}
+    if initial_epoch:
+        extra["resumed_at_epoch"] = initial_epoch
     result = write_report(out, history=history.history, n_classes=10, y_train=split.y_train,
                           pred_train=model.predict(X_train), y_test=split.y_test,
                           proba_test=model.predict_proba(X_test), X_test_raw=split.X_test,
                           extra=extra, weights={name: p for name, p, _ in model.named_parameters()
                                                 if name.endswith(".W")})
-    if not args.quiet:
+    if not quiet:
         print(f"test accuracy {result['test_accuracy']:.4f}, train accuracy "
               f"{result['train_accuracy']:.4f}, loss {result['initial_loss']:.4f} -> "
               f"{result['final_loss']:.6f} ({result['loss_reduction']:.2%} lower), "
-              f"{seconds:.2f} s for {len(history)} epochs")
+              f"{seconds:.2f} s for {len(history) - initial_epoch} epochs")
         print(f"run folder: {out}")
     return 0
 

@@ -82,6 +82,8 @@ class Sequential:
         self.preprocessing: dict[str, Any] = {}
         #: free-form facts saved with the model (dataset, split, config, ...)
         self.metadata: dict[str, Any] = {}
+        #: (info, optimizer arrays) when loaded from a checkpoint that holds a training state
+        self.training_state: tuple[dict[str, Any] | None, dict[str, np.ndarray]] = (None, {})
 
     # -- structure ------------------------------------------------------------------------------
     def _trace_sizes(self) -> tuple[int, int]:
@@ -187,7 +189,8 @@ class Sequential:
             optimizer: Optimizer | None = None, loss: Any = None,
             validation_data: tuple[Any, Any] | None = None, validation_split: float = 0.0,
             shuffle: bool = True, callbacks: Sequence[Callback] | None = None,
-            schedule: Schedule | None = None, verbose: bool = False) -> History:
+            schedule: Schedule | None = None, verbose: bool = False, initial_epoch: int = 0,
+            history: History | None = None) -> History:
         """Mini-batch training; returns (and stores in ``self.history``) the :class:`History`.
 
         ``X`` (n, n_features) numbers; ``y`` (n,) integer labels in ``0..n_outputs-1``.
@@ -225,8 +228,10 @@ class Sequential:
             from sklearn.model_selection import train_test_split
 
             try:
+                # seeded by the model's seed, not drawn from its generator: a resumed run
+                # must see the same split and the same random stream
                 X, Xv, y, yv = train_test_split(X, y, test_size=validation_split, stratify=y,
-                                                random_state=int(self.rng.integers(2**31)))
+                                                random_state=self.seed or 0)
             except ValueError as exc:
                 raise InputError(f"validation_split={validation_split}: {exc}") from None
             val = (Xv, yv)
@@ -241,7 +246,7 @@ class Sequential:
         self.history = fit(self, X, y, n_classes=self.n_outputs, epochs=epochs,
                            batch_size=batch_size, optimizer=optimizer, loss=loss, rng=self.rng,
                            validation_data=val, shuffle=shuffle, callbacks=cbs,
-                           schedule=schedule)
+                           schedule=schedule, initial_epoch=initial_epoch, history=history)
         return self.history
 
     # -- prediction -----------------------------------------------------------------------------
@@ -267,14 +272,22 @@ class Sequential:
         return float((pred == check_labels(y, pred.shape[0], self.n_outputs)).mean())
 
     # -- saving ---------------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the model (architecture, weights, preprocessing, metadata) as safetensors."""
+    def save(self, path: str | os.PathLike[str],
+             training_state: tuple[dict[str, Any], dict[str, np.ndarray]] | None = None) -> None:
+        """Write the model (architecture, weights, preprocessing, metadata) as safetensors.
+
+        ``training_state`` (info, arrays), written by checkpoints, adds what resuming needs.
+        """
         tensors = {name: p for name, p, _ in self.named_parameters()}
         tensors.update({f"layers.{i}.state.{k}": v for i, layer in enumerate(self.layers)
                         for k, v in layer.state.items()})
         header = {"architecture": [layer_spec(layer) for layer in self.layers],
                   "dtype": self.dtype.name, "seed": self.seed,
                   "preprocessing": self.preprocessing, "metadata": self.metadata}
+        if training_state is not None:
+            info, arrays = training_state
+            header["training_state"] = info
+            tensors.update({f"optimizer.{k}": v for k, v in arrays.items()})
         write_model_file(path, tensors, header)
 
     # -- display --------------------------------------------------------------------------------
@@ -306,6 +319,10 @@ def load_model(path: str | os.PathLike[str]) -> Sequential:
     expected = {name: p for name, p, _ in model.named_parameters()}
     expected.update({f"layers.{i}.state.{k}": v for i, layer in enumerate(model.layers)
                      for k, v in layer.state.items()})
+    model.training_state = (header.get("training_state"),
+                            {k[len("optimizer."):]: v for k, v in tensors.items()
+                             if k.startswith("optimizer.")})
+    tensors = {k: v for k, v in tensors.items() if not k.startswith("optimizer.")}
     if set(expected) != set(tensors):
         missing = sorted(set(expected) - set(tensors)) or sorted(set(tensors) - set(expected))
         raise ModelFileError(f"{path}: tensors do not match the architecture (e.g. {missing[0]})")

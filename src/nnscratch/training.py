@@ -84,10 +84,13 @@ def evaluate_logits(loss: Any, logits: np.ndarray, labels: np.ndarray) -> tuple[
 def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epochs: int,
         batch_size: int, optimizer: Any, loss: Any, rng: np.random.Generator,
         validation_data: tuple[np.ndarray, np.ndarray] | None = None, shuffle: bool = True,
-        callbacks: Sequence[Callback] = (), schedule: Any = None) -> History:
+        callbacks: Sequence[Callback] = (), schedule: Any = None, initial_epoch: int = 0,
+        history: History | None = None) -> History:
     """Train ``model`` in place on checked arrays ``X`` (n, d) and integer labels ``y`` (n,).
 
-    ``X`` must already be in the model's dtype; validation data likewise.
+    ``X`` must already be in the model's dtype; validation data likewise. ``initial_epoch`` and
+    ``history`` continue a run restored from a checkpoint (optimizer, schedule and generator
+    already restored): epochs ``initial_epoch + 1 .. epochs`` are trained.
     """
     n, d = X.shape
     # X and its one-hot labels side by side, so one np.take shuffles both
@@ -107,16 +110,18 @@ def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epoch
         forward, backward = (lambda x: model.forward(x, True)), (lambda g: model.backward(g, False))
     step, gradient = optimizer.step, loss.gradient
     copyto = np.copyto
-    history = History()
-    if schedule is not None:
+    history = History() if history is None else history
+    if schedule is not None and initial_epoch == 0:
         optimizer.lr = schedule.start(optimizer.lr)
+    run = {"optimizer": optimizer, "schedule": schedule, "rng": rng, "history": history}
     for cb in callbacks:
         cb.set_model(model)
+        cb.set_run(run)
         cb.on_train_begin(epochs)
     # a blow-up (overflow, NaN) is reported once, clearly, by the guard on the epoch's loss
     try:
         with np.errstate(over="ignore", invalid="ignore"):
-            for epoch in range(epochs):
+            for epoch in range(initial_epoch, epochs):
                 if shuffle:
                     perm = rng.permutation(n)
                     np.take(XY, perm, axis=0, out=XYs)

@@ -52,6 +52,22 @@ class Optimizer:
                     g *= coef
         return norm
 
+    def state_dict(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """(scalars, arrays) that :meth:`load_state_dict` restores exactly (for checkpoints)."""
+        scalars = {"lr": self.lr, "t": getattr(self, "t", 0)}
+        arrays = {f"{i}.{k}": v for i, st in enumerate(self.state) for k, v in st.items()
+                  if isinstance(v, np.ndarray)}
+        return scalars, arrays
+
+    def load_state_dict(self, scalars: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        """Restore a :meth:`state_dict` after :meth:`bind` to the same model's parameters."""
+        self.lr = float(scalars["lr"])
+        if hasattr(self, "t"):
+            self.t = int(scalars["t"])
+        for name, value in arrays.items():
+            i, key = name.split(".", 1)
+            self.state[int(i)][key] = np.array(value, dtype=self.pairs[int(i)][0].dtype)
+
     def get_config(self) -> dict[str, Any]:
         return {"lr": self.lr}
 

@@ -42,6 +42,13 @@ class Schedule:
     def get_config(self) -> dict[str, Any]:
         return {}
 
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint needs to continue the schedule exactly."""
+        return {"base_lr": self.base_lr}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.base_lr = float(state["base_lr"])
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
@@ -115,6 +122,15 @@ class LinearWarmup(Schedule):
             return self.base_lr * f
         return self.base_lr if self.then is None else self.then.lr(epoch - self.epochs)
 
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(),
+                "then": None if self.then is None else self.then.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        if self.then is not None:
+            self.then.load_state_dict(state["then"])
+
     def step(self, epoch: int, logs: dict[str, float]) -> float:
         if epoch < self.epochs or self.then is None:
             return self.lr(epoch)
@@ -148,6 +164,15 @@ class ReduceLROnPlateau(Schedule):
 
     def lr(self, epoch: int) -> float:
         return self.current
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "current": self.current, "best": self.best,
+                "bad_epochs": self.bad_epochs, "cooldown_left": self.cooldown_left}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.current, self.best = float(state["current"]), float(state["best"])
+        self.bad_epochs, self.cooldown_left = int(state["bad_epochs"]), int(state["cooldown_left"])
 
     def step(self, epoch: int, logs: dict[str, float]) -> float:
         key = self.monitor or ("val_loss" if "val_loss" in logs else "loss")
