@@ -29,11 +29,10 @@ def check_features(X: object, n_features: int | None, dtype: np.dtype, name: str
         raise InputError(
             f"{name} has {arr.shape[1]} features per sample, the model expects {n_features}"
         )
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        raise InputError(f"{name} contains NaN or infinite values")
-    with np.errstate(over="ignore"):
-        cast = np.asarray(arr, dtype=dtype)
-    if not np.isfinite(cast).all():
+    cast = np.asarray(arr, dtype=dtype)  # no copy when it already is
+    if not np.isfinite(cast).all():  # one check on the hot path; the message is worked out after
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise InputError(f"{name} contains NaN or infinite values")
         raise InputError(f"{name} holds values too large for {np.dtype(dtype).name}")
     return cast
 
