@@ -66,34 +66,24 @@ def _int_at_least(low: int):  # type: ignore[no-untyped-def]
 _positive_int, _non_negative_int = _int_at_least(1), _int_at_least(0)
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
-    return value
+def _float_where(ok: Any, what: str):  # type: ignore[no-untyped-def]
+    """An argparse type: a float for which ``ok(value)`` holds (NaN never does)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not (np.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not np.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a finite positive number, got {text!r}")
-    return value
+_fraction = _float_where(lambda v: 0 <= v < 1, "a number in [0, 1)")
+_non_negative_float = _float_where(lambda v: 0 <= v < float("inf"), "a number >= 0")
+_positive_float = _float_where(lambda v: 0 < v < float("inf"), "a finite positive number")
 
 
 def _add_training_flags(t: argparse.ArgumentParser) -> None:
