@@ -5,14 +5,28 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .layers import GELU, BatchNorm, Dense, Dropout, Layer, LeakyReLU, ReLU, Sigmoid, Tanh
+from .layers import (
+    GELU,
+    AvgPool2D,
+    BatchNorm,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool2D,
+    Layer,
+    LeakyReLU,
+    MaxPool2D,
+    ReLU,
+    Sigmoid,
+    Tanh,
+)
 from .losses import MeanSquaredError, SoftmaxCrossEntropy
 from .optim import SGD, Adam, AdamW, RMSprop
 from .optim.schedules import CosineAnnealingLR, ExponentialLR, LinearWarmup, Schedule, StepLR
 
 LAYERS: dict[str, type[Layer]] = {
     cls.__name__: cls for cls in (Dense, ReLU, LeakyReLU, Tanh, Sigmoid, GELU, Dropout,
-                                 BatchNorm)}
+                                 BatchNorm, MaxPool2D, AvgPool2D, GlobalAvgPool2D, Flatten)}
 LOSSES = {"softmax_cross_entropy": SoftmaxCrossEntropy, "mse": MeanSquaredError}
 OPTIMIZERS = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}
 

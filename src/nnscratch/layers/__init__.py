@@ -5,6 +5,8 @@ from .base import Layer
 from .dense import Dense
 from .dropout import Dropout
 from .normalization import BatchNorm
+from .pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
+from .reshape import Flatten
 
-__all__ = ["GELU", "BatchNorm", "Dense", "Dropout", "Layer", "LeakyReLU", "ReLU", "Sigmoid",
-           "Tanh"]
+__all__ = ["GELU", "AvgPool2D", "BatchNorm", "Dense", "Dropout", "Flatten", "GlobalAvgPool2D",
+           "Layer", "LeakyReLU", "MaxPool2D", "ReLU", "Sigmoid", "Tanh"]

@@ -12,11 +12,13 @@ from .base import Layer
 
 
 class BatchNorm(Layer):
-    r"""Batch normalisation of (N, F) inputs, per feature, as PyTorch's ``BatchNorm1d``.
+    r"""Batch normalisation per feature of (N, F) inputs (PyTorch's ``BatchNorm1d``) or per
+    channel of (N, C, H, W) images (``BatchNorm2d``: statistics over N, H and W).
 
-    Training, over the batch of ``n`` rows (``mu``, ``var`` per feature; ``var`` biased)::
+    Training, over the ``n`` values of each feature in the batch (``n = N`` for (N, F), ``N*H*W``
+    for images; ``mu``, ``var`` per feature, ``var`` biased)::
 
-        mu = X.mean(axis=0),  var = X.var(axis=0)
+        mu = X.mean(over the batch axes),  var = X.var(over the batch axes)
         Xhat = (X - mu) / sqrt(var + eps)
         Y = gamma * Xhat + beta
 
@@ -27,8 +29,8 @@ class BatchNorm(Layer):
 
     Backward (``dXhat = dY * gamma``)::
 
-        dgamma = (dY * Xhat).sum(axis=0),  dbeta = dY.sum(axis=0)
-        dX = (n * dXhat - dXhat.sum(axis=0) - Xhat * (dXhat * Xhat).sum(axis=0))
+        dgamma = (dY * Xhat).sum(batch axes),  dbeta = dY.sum(batch axes)
+        dX = (n * dXhat - dXhat.sum(batch axes) - Xhat * (dXhat * Xhat).sum(batch axes))
              / (n * sqrt(var + eps))
 
     ``params``: ``gamma`` (ones) and ``beta`` (zeros), shape (F,). ``state``: ``running_mean``
@@ -61,32 +63,50 @@ class BatchNorm(Layer):
     def get_config(self) -> dict[str, Any]:
         return {"num_features": self.num_features, "momentum": self.momentum, "eps": self.eps}
 
+    def _axes(self, x: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Reduction axes and the broadcast shape of per-feature arrays, for (N, F) or (N, C, H, W)."""
+        if x.ndim == 2 and x.shape[1] == self.num_features:
+            return (0,), (1, self.num_features)
+        if x.ndim == 4 and x.shape[1] == self.num_features:
+            return (0, 2, 3), (1, self.num_features, 1, 1)
+        raise InputError(f"BatchNorm({self.num_features}) expects (N, {self.num_features}) or "
+                         f"(N, {self.num_features}, H, W) inputs, got shape {x.shape}")
+
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        gamma, beta = self.params["gamma"], self.params["beta"]
+        axes, shape = self._axes(x)
+        gamma, beta = self.params["gamma"].reshape(shape), self.params["beta"].reshape(shape)
         if not training:
             st = self.state
-            return (x - st["running_mean"]) / np.sqrt(st["running_var"] + self.eps) * gamma + beta
-        n = x.shape[0]
+            mean, var = st["running_mean"].reshape(shape), st["running_var"].reshape(shape)
+            return (x - mean) / np.sqrt(var + self.eps) * gamma + beta
+        n = x.size // self.num_features  # values per feature (per channel)
         if n < 2:
-            raise InputError("BatchNorm needs more than 1 example per batch in training")
-        mu = x.mean(axis=0)
-        var = x.var(axis=0)
+            raise InputError("BatchNorm needs more than 1 value per feature in training")
+        mu = x.mean(axis=axes, keepdims=True)
+        var = x.var(axis=axes, keepdims=True)
         inv_std = 1 / np.sqrt(var + self.eps)
         xhat = (x - mu) * inv_std
-        self._xhat, self._inv_std = xhat, inv_std
+        self._xhat, self._inv_std, self._axes_shape = xhat, inv_std, (axes, shape)
         m = self.momentum
         self.state["running_mean"] *= 1 - m
-        self.state["running_mean"] += m * mu
+        self.state["running_mean"] += m * mu.reshape(-1)
         self.state["running_var"] *= 1 - m
-        self.state["running_var"] += m * var * (n / (n - 1))
+        self.state["running_var"] += m * var.reshape(-1) * (n / (n - 1))
         return gamma * xhat + beta
 
     def backward(self, grad_y: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-        xhat, inv_std = self._xhat, self._inv_std
-        self.grads["gamma"][...] = (grad_y * xhat).sum(axis=0)
-        self.grads["beta"][...] = grad_y.sum(axis=0)
+        xhat, inv_std, (axes, shape) = self._xhat, self._inv_std, self._axes_shape
+        self.grads["gamma"][...] = (grad_y * xhat).sum(axis=axes)
+        self.grads["beta"][...] = grad_y.sum(axis=axes)
         if not input_grad:
             return None
-        n = grad_y.shape[0]
-        dxhat = grad_y * self.params["gamma"]
-        return (n * dxhat - dxhat.sum(axis=0) - xhat * (dxhat * xhat).sum(axis=0)) * (inv_std / n)
+        n = grad_y.size // self.num_features
+        dxhat = grad_y * self.params["gamma"].reshape(shape)
+        return (n * dxhat - dxhat.sum(axis=axes, keepdims=True)
+                - xhat * (dxhat * xhat).sum(axis=axes, keepdims=True)) * (inv_std / n)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        if input_shape[0] != self.num_features:
+            raise ValueError(f"BatchNorm expects {self.num_features} features or channels, "
+                             f"got {input_shape[0]}")
+        return input_shape

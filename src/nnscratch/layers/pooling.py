@@ -1,0 +1,117 @@
+"""Pooling over (N, C, H, W) images: max, average, and global average."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ..errors import InputError
+from ..validation import check_positive_int
+from .base import Layer
+
+
+def _windows(x: np.ndarray, k: int, s: int) -> np.ndarray:
+    """(N, C, H, W) -> view (N, C, Ho, Wo, k, k) of every k x k window at stride s (no copy)."""
+    if x.ndim != 4:
+        raise InputError(f"pooling expects (N, C, H, W) images, got shape {x.shape}")
+    if x.shape[2] < k or x.shape[3] < k:
+        raise InputError(f"a {k}x{k} pooling window does not fit a {x.shape[2]}x{x.shape[3]} image")
+    return sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::s, ::s]
+
+
+class _Pool2D(Layer):
+    _positional = ("kernel_size",)
+
+    def __init__(self, kernel_size: int, stride: int | None = None) -> None:
+        super().__init__()
+        name = type(self).__name__
+        self.kernel_size = check_positive_int(kernel_size, f"{name} kernel_size")
+        self.stride = self.kernel_size if stride is None else check_positive_int(
+            stride, f"{name} stride")
+
+    def get_config(self) -> dict[str, Any]:
+        return {"kernel_size": self.kernel_size, "stride": self.stride}
+
+    def output_shape(self, input_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        c, h, w = input_shape
+        k, s = self.kernel_size, self.stride
+        if h < k or w < k:
+            raise ValueError(f"a {k}x{k} pooling window does not fit a {h}x{w} image")
+        return c, (h - k) // s + 1, (w - k) // s + 1
+
+    def _scatter(self, dx: np.ndarray, weights_of: Any, g: np.ndarray) -> None:
+        """dX[window offset (i, j)] += g * weights_of(i, j), one strided slice per offset."""
+        k, s = self.kernel_size, self.stride
+        ho, wo = g.shape[2], g.shape[3]
+        for i in range(k):          # a loop over the k*k offsets of a window, not over pixels
+            for j in range(k):
+                dx[:, :, i:i + s * (ho - 1) + 1:s, j:j + s * (wo - 1) + 1:s] += g * weights_of(i, j)
+
+
+class MaxPool2D(_Pool2D):
+    r"""Largest value of each ``k x k`` window (stride ``s``, default ``k``), PyTorch's
+    ``MaxPool2d`` without padding. (N, C, H, W) -> (N, C, (H-k)//s+1, (W-k)//s+1).
+
+    Backward: each window's gradient goes to the position of its maximum (the first one, in
+    row-major order, on ties); overlapping windows add up.
+    """
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        win = _windows(x, self.kernel_size, self.stride)
+        flat = win.reshape(*win.shape[:4], -1)
+        if training:
+            self._shape, self._argmax = x.shape, flat.argmax(axis=-1)
+        return flat.max(axis=-1)
+
+    def backward(self, grad_y: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        if not input_grad:
+            return None
+        dx = np.zeros(self._shape, dtype=grad_y.dtype)
+        k, arg = self.kernel_size, self._argmax
+        self._scatter(dx, lambda i, j: arg == i * k + j, grad_y)
+        return dx
+
+
+class AvgPool2D(_Pool2D):
+    r"""Mean of each ``k x k`` window (stride ``s``, default ``k``), PyTorch's ``AvgPool2d``.
+
+    Backward: each window's gradient is shared equally, ``g / k**2``, by its ``k**2`` inputs.
+    """
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        if training:
+            self._shape = x.shape
+        return _windows(x, self.kernel_size, self.stride).mean(axis=(-2, -1))
+
+    def backward(self, grad_y: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        if not input_grad:
+            return None
+        dx = np.zeros(self._shape, dtype=grad_y.dtype)
+        share = grad_y / self.kernel_size**2
+        self._scatter(dx, lambda i, j: 1, share)
+        return dx
+
+
+class GlobalAvgPool2D(Layer):
+    r"""Mean over each channel's whole image: (N, C, H, W) -> (N, C).
+
+    Backward: ``dX = dY[:, :, None, None] / (H * W)`` at every pixel.
+    """
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        if x.ndim != 4:
+            raise InputError(f"GlobalAvgPool2D expects (N, C, H, W) images, got shape {x.shape}")
+        if training:
+            self._shape = x.shape
+        return x.mean(axis=(2, 3))
+
+    def backward(self, grad_y: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        if not input_grad:
+            return None
+        n, c, h, w = self._shape
+        return np.broadcast_to((grad_y / (h * w))[:, :, None, None], self._shape).copy()
+
+    def output_shape(self, input_shape: tuple[int, int, int]) -> tuple[int]:
+        return (input_shape[0],)
