@@ -9,6 +9,7 @@ from .layers import (
     GELU,
     AvgPool2D,
     BatchNorm,
+    Conv2D,
     Dense,
     Dropout,
     Flatten,
@@ -26,7 +27,8 @@ from .optim.schedules import CosineAnnealingLR, ExponentialLR, LinearWarmup, Sch
 
 LAYERS: dict[str, type[Layer]] = {
     cls.__name__: cls for cls in (Dense, ReLU, LeakyReLU, Tanh, Sigmoid, GELU, Dropout,
-                                 BatchNorm, MaxPool2D, AvgPool2D, GlobalAvgPool2D, Flatten)}
+                                 BatchNorm, Conv2D, MaxPool2D, AvgPool2D, GlobalAvgPool2D,
+                                 Flatten)}
 LOSSES = {"softmax_cross_entropy": SoftmaxCrossEntropy, "mse": MeanSquaredError}
 OPTIMIZERS = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}
 
