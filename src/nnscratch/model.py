@@ -42,13 +42,16 @@ class Sequential:
     Parameters
     ----------
     layers : sequence of Layer
+    input_shape : tuple of int, optional
+        One example's shape, e.g. ``(1, 8, 8)`` for images (N, C, H, W); by default the input
+        size of the first Dense layer. Image models take (N, C, H, W) arrays or flat rows.
     seed : int or None
         Seeds the generator that initialises the weights and shuffles the data in ``fit``.
     dtype : "float32" (default) or "float64"
     """
 
-    def __init__(self, layers: Sequence[Layer], *, seed: int | None = None,
-                 dtype: str | type = "float32") -> None:
+    def __init__(self, layers: Sequence[Layer], *, input_shape: Sequence[int] | None = None,
+                 seed: int | None = None, dtype: str | type = "float32") -> None:
         layers = list(layers) if isinstance(layers, Iterable) else layers
         if not isinstance(layers, list) or not layers:
             raise ValueError("Sequential needs a non-empty list of layers")
@@ -68,7 +71,14 @@ class Sequential:
         self.seed = seed
         self.dtype = resolve_dtype(dtype)
         self.rng = np.random.default_rng(seed)
-        self.n_features_in, self.n_outputs = self._trace_sizes()
+        self.input_shape = self._input_shape(input_shape)
+        self.output_shapes = self._trace_shapes()
+        self.n_features_in = int(np.prod(self.input_shape))
+        if len(self.output_shapes[-1]) != 1:
+            raise ValueError(f"the last layer must output one vector per example, it outputs "
+                             f"shape {self.output_shapes[-1]} (add Flatten and Dense?)")
+        self.n_outputs = self.output_shapes[-1][0]
+        self._image_input = len(self.input_shape) > 1
         trainable = [i for i, layer in enumerate(layers) if layer.params]
         if not trainable:
             raise ValueError("Sequential needs at least one layer with parameters (e.g. Dense)")
@@ -86,18 +96,31 @@ class Sequential:
         self.training_state: tuple[dict[str, Any] | None, dict[str, np.ndarray]] = (None, {})
 
     # -- structure ------------------------------------------------------------------------------
-    def _trace_sizes(self) -> tuple[int, int]:
-        sized = [i for i, layer in enumerate(self.layers) if hasattr(layer, "n_in")]
-        if not sized:
-            raise ValueError("Sequential needs a layer that fixes the input size (e.g. Dense)")
-        n_in = self.layers[sized[0]].n_in  # type: ignore[attr-defined]
-        size = n_in
+    def _input_shape(self, given: Sequence[int] | None) -> tuple[int, ...]:
+        """One example's shape: ``given``, or the input size of the first Dense layer."""
+        if given is not None:
+            shape = tuple(given) if isinstance(given, (tuple, list)) else None
+            if not shape or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool)
+                                    and d > 0 for d in shape):
+                raise ValueError(f"input_shape must be a tuple of positive integers, got {given!r}")
+            return tuple(int(d) for d in shape)
+        for layer in self.layers:
+            if hasattr(layer, "n_in"):
+                return (layer.n_in,)  # type: ignore[attr-defined]
+            if hasattr(layer, "in_channels"):
+                break
+        raise ValueError("Sequential needs input_shape=(C, H, W) (or a Dense layer that fixes "
+                         "the input size)")
+
+    def _trace_shapes(self) -> list[tuple[int, ...]]:
+        shapes, shape = [], self.input_shape
         for i, layer in enumerate(self.layers):
             try:
-                size = layer.output_size(size)
+                shape = tuple(layer.output_shape(shape))
             except ValueError as exc:
                 raise ValueError(f"layer {i} ({layer!r}) does not fit: {exc}") from None
-        return n_in, size
+            shapes.append(shape)
+        return shapes
 
     def _flatten(self) -> None:
         """Move every parameter (and gradient) into one contiguous buffer, as views."""
@@ -150,6 +173,8 @@ class Sequential:
         """Logits for the (already checked) batch ``x``, computed in the model's dtype."""
         if x.dtype != self.dtype:
             x = x.astype(self.dtype)
+        if self._image_input and x.ndim == 2:  # rows of C*H*W numbers -> (N, C, H, W), a view
+            x = x.reshape(x.shape[0], *self.input_shape)
         if training and self._fast is not None:
             return self._fast.forward(x)
         for layer in self.layers:
@@ -215,7 +240,7 @@ class Sequential:
             raise ValueError(f"loss must be an nnscratch loss, got {loss!r}")
         if schedule is not None and not isinstance(schedule, Schedule):
             raise ValueError(f"schedule must be an nnscratch Schedule, got {schedule!r}")
-        X = check_features(X, self.n_features_in, self.dtype)
+        X = check_features(X, self.n_features_in, self.dtype, input_shape=self.input_shape)
         y = check_labels(y, X.shape[0], self.n_outputs)
         val = None
         if validation_split:
@@ -238,7 +263,8 @@ class Sequential:
         if validation_data is not None:
             if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
                 raise InputError("validation_data must be a pair (X_val, y_val)")
-            Xv = check_features(validation_data[0], self.n_features_in, self.dtype, "X_val")
+            Xv = check_features(validation_data[0], self.n_features_in, self.dtype, "X_val",
+                                input_shape=self.input_shape)
             val = (Xv, check_labels(validation_data[1], Xv.shape[0], self.n_outputs, "y_val"))
         cbs = list(callbacks or [])
         if verbose:
@@ -253,7 +279,8 @@ class Sequential:
     def decision_function(self, X: Any) -> np.ndarray:
         """Logits (n, n_outputs) for inputs ``X`` (n, n_features) or one example (n_features,)."""
         # (no np.errstate here: it would cost more than the whole forward pass of one digit)
-        z = self.forward(check_features(X, self.n_features_in, self.dtype), False)
+        X = check_features(X, self.n_features_in, self.dtype, input_shape=self.input_shape)
+        z = self.forward(X, False)
         if not np.isfinite(z).all():
             raise InputError("the model's outputs overflow for these inputs (values too large?)")
         return z
@@ -282,7 +309,7 @@ class Sequential:
         tensors.update({f"layers.{i}.state.{k}": v for i, layer in enumerate(self.layers)
                         for k, v in layer.state.items()})
         header = {"architecture": [layer_spec(layer) for layer in self.layers],
-                  "dtype": self.dtype.name, "seed": self.seed,
+                  "dtype": self.dtype.name, "seed": self.seed, "input_shape": list(self.input_shape),
                   "preprocessing": self.preprocessing, "metadata": self.metadata}
         if training_state is not None:
             info, arrays = training_state
@@ -293,10 +320,9 @@ class Sequential:
     # -- display --------------------------------------------------------------------------------
     def summary(self) -> None:
         """Print a table of layers, output shapes and parameter counts (as Keras does)."""
-        rows, size = [], self.n_features_in
-        for i, layer in enumerate(self.layers):
-            size = layer.output_size(size)
-            rows.append((f"({i}) {layer!r}", f"(None, {size})", f"{layer.n_params:,}"))
+        rows = []
+        for i, (layer, shape) in enumerate(zip(self.layers, self.output_shapes, strict=True)):
+            rows.append((f"({i}) {layer!r}", str((None, *shape)), f"{layer.n_params:,}"))
         w = [max(len(r[c]) for r in rows + [("Layer", "Output", "Params")]) for c in range(3)]
         lines = [f"{'Layer':<{w[0]}}  {'Output':<{w[1]}}  {'Params':>{w[2]}}", "-" * (sum(w) + 4)]
         lines += [f"{a:<{w[0]}}  {b:<{w[1]}}  {c:>{w[2]}}" for a, b, c in rows]
@@ -313,7 +339,8 @@ def load_model(path: str | os.PathLike[str]) -> Sequential:
     tensors, header = read_model_file(path)
     try:
         layers = [build_layer(spec) for spec in header["architecture"]]
-        model = Sequential(layers, seed=header.get("seed"), dtype=header.get("dtype", "float32"))
+        model = Sequential(layers, input_shape=header.get("input_shape"), seed=header.get("seed"),
+                           dtype=header.get("dtype", "float32"))
     except (ValueError, TypeError) as exc:
         raise ModelFileError(f"{path}: invalid architecture in model header ({exc})") from None
     expected = {name: p for name, p, _ in model.named_parameters()}

@@ -7,7 +7,8 @@ import numpy as np
 from .errors import InputError
 
 
-def check_features(X: object, n_features: int | None, dtype: np.dtype, name: str = "X") -> np.ndarray:
+def check_features(X: object, n_features: int | None, dtype: np.dtype, name: str = "X",
+                   input_shape: tuple[int, ...] | None = None) -> np.ndarray:
     """Return ``X`` as a 2-D array of ``dtype``; reject what a model cannot take.
 
     A single example given as a 1-D array of length ``n_features`` is accepted as one row.
@@ -19,6 +20,14 @@ def check_features(X: object, n_features: int | None, dtype: np.dtype, name: str
         raise InputError(f"{name} could not be read as an array: {exc}") from None
     if arr.dtype.kind not in "biuf":
         raise InputError(f"{name} must be numeric, got dtype {arr.dtype}")
+    if input_shape is not None and len(input_shape) > 1:  # images: (N, C, H, W) or one (C, H, W)
+        if arr.shape == tuple(input_shape):
+            arr = arr.reshape(1, -1)
+        elif arr.ndim == len(input_shape) + 1 and arr.shape[1:] == tuple(input_shape):
+            arr = arr.reshape(arr.shape[0], -1)
+        elif arr.ndim > 2:
+            raise InputError(f"{name} must hold images of shape {tuple(input_shape)}, "
+                             f"got an array of shape {arr.shape}")
     if arr.ndim == 1 and n_features is not None and arr.shape[0] == n_features:
         arr = arr.reshape(1, -1)
     if arr.ndim != 2:

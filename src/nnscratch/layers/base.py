@@ -40,9 +40,12 @@ class Layer:
         """(Re)draw the parameters from ``rng`` in ``dtype``; layers without parameters do nothing."""
         self._workspace.clear()
 
-    def output_size(self, input_size: int) -> int:
-        """Number of output features for ``input_size`` input features."""
-        return input_size
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape of one example's output for one example's input shape (element-wise: the same).
+
+        Raises ``ValueError`` when the layer cannot take that shape.
+        """
+        return input_shape
 
     def get_config(self) -> dict[str, Any]:
         """Constructor arguments that rebuild this layer (saved in model files)."""

@@ -64,10 +64,11 @@ class Dense(Layer):
         }
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
 
-    def output_size(self, input_size: int) -> int:
-        if input_size != self.n_in:
-            raise ValueError(f"Dense expects {self.n_in} input features, got {input_size}")
-        return self.n_out
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        if tuple(input_shape) != (self.n_in,):
+            raise ValueError(f"Dense expects {self.n_in} input features, got shape "
+                             f"{tuple(input_shape)} (add a Flatten before it?)")
+        return (self.n_out,)
 
     def get_config(self) -> dict[str, Any]:
         return {"n_in": self.n_in, "n_out": self.n_out, "init": self.init}

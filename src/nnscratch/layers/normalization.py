@@ -55,11 +55,6 @@ class BatchNorm(Layer):
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
         self.state = {"running_mean": np.zeros(f, dtype), "running_var": np.ones(f, dtype)}
 
-    def output_size(self, input_size: int) -> int:
-        if input_size != self.num_features:
-            raise ValueError(f"BatchNorm expects {self.num_features} features, got {input_size}")
-        return input_size
-
     def get_config(self) -> dict[str, Any]:
         return {"num_features": self.num_features, "momentum": self.momentum, "eps": self.eps}
 
