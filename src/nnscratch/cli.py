@@ -29,7 +29,7 @@ from .config import (
     load_toml,
     train_config,
 )
-from .data import apply_preprocessing, digits_preprocessing, load_digit_inputs, load_digits_split
+from .data import RandomShift, apply_preprocessing, digits_preprocessing, load_digit_inputs, load_digits_split
 from .errors import InputError, NNScratchError
 from .layers import Dense, ReLU
 from .losses import SoftmaxCrossEntropy
@@ -91,6 +91,11 @@ def _add_training_flags(t: argparse.ArgumentParser) -> None:
     t.add_argument("--config", type=Path, help="TOML file of settings (flags override it)")
     t.add_argument("--epochs", type=_positive_int, help="default 1000")
     t.add_argument("--batch-size", type=_positive_int, help="default 32")
+    t.add_argument("--arch", choices=["mlp", "cnn"], help="network family (default mlp)")
+    t.add_argument("--channels", type=_positive_int, nargs="+", metavar="C",
+                   help="cnn: channels of each 3x3 conv layer (default 32 64)")
+    t.add_argument("--augment", type=_int_at_least(0), metavar="PIXELS",
+                   help="random shifts of up to PIXELS during training (0: off)")
     t.add_argument("--hidden", type=_positive_int, nargs="+", metavar="N",
                    help="hidden layer sizes, e.g. --hidden 256 128 64 (default 32)")
     t.add_argument("--activation", choices=list(ACTIVATIONS), help="default relu")
@@ -179,7 +184,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise InputError(f"--out {out}: exists and is not a directory")
     cfg = _settings(args)
     split = load_digits_split()
-    model = Sequential(build_layers(cfg, 64, 10), seed=cfg["seed"], dtype=cfg["dtype"])
+    shape = (1, 8, 8) if cfg["arch"] == "cnn" else (64,)
+    model = Sequential(build_layers(cfg, shape if cfg["arch"] == "cnn" else 64, 10),
+                       input_shape=shape, seed=cfg["seed"], dtype=cfg["dtype"])
     model.preprocessing = digits_preprocessing()
     model.metadata = {"split": split.info, "config": cfg}
     return _train_and_report(out, cfg, model, build_optimizer(cfg), build_schedule(cfg), split,
@@ -241,7 +248,9 @@ def _train_and_report(out: Path, cfg: dict[str, Any], model: Sequential, optimiz
                             batch_size=cfg["batch_size"], optimizer=optimizer,
                             loss=SoftmaxCrossEntropy(), schedule=schedule,
                             validation_split=float(cfg["validation_split"]), callbacks=callbacks,
-                            verbose=not quiet, initial_epoch=initial_epoch, history=history)
+                            verbose=not quiet, initial_epoch=initial_epoch, history=history,
+                            augment=RandomShift((1, 8, 8), cfg["augment"]) if cfg["augment"]
+                            else None)
     except KeyboardInterrupt:  # keep what was learned so far
         out.mkdir(parents=True, exist_ok=True)
         model.save(out / "model.interrupted.safetensors")

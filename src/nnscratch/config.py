@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from .layers import (
     GELU,
     AvgPool2D,
@@ -65,6 +67,7 @@ SCHEDULE_CHOICES = ("constant", "step", "exponential", "cosine")
 
 #: every key a config file (or the matching --flag) may set, with its default
 TRAIN_DEFAULTS: dict[str, Any] = {
+    "arch": "mlp", "channels": [32, 64], "augment": 0,
     "hidden": [32], "activation": "relu", "optimizer": "sgd", "lr": 0.1, "momentum": None,
     "weight_decay": None, "dropout": 0.0, "batch_norm": False, "schedule": "constant",
     "warmup": 0, "early_stopping": 0, "validation_split": 0.0, "checkpoint_every": 0,
@@ -81,6 +84,10 @@ def _is_num(v: Any) -> bool:
 
 
 _CHECKS: dict[str, tuple[Any, str]] = {
+    "arch": (lambda v: v in ("mlp", "cnn"), "'mlp' or 'cnn'"),
+    "channels": (lambda v: isinstance(v, list) and v and all(_is_int(c) and c > 0 for c in v),
+                 "a non-empty list of positive integers"),
+    "augment": (lambda v: _is_int(v) and 0 <= v <= 3, "an integer 0..3 (max pixels of shift)"),
     "hidden": (lambda v: isinstance(v, list) and v and all(_is_int(h) and h > 0 for h in v),
                "a non-empty list of positive integers"),
     "activation": (lambda v: v in ACTIVATIONS, f"one of {', '.join(ACTIVATIONS)}"),
@@ -138,11 +145,33 @@ def load_toml(path: str) -> dict[str, Any]:
     return data
 
 
-def build_layers(cfg: dict[str, Any], n_in: int, n_out: int) -> list[Layer]:
-    """Dense [BatchNorm] activation [Dropout] per hidden size, then Dense to the outputs."""
+def build_layers(cfg: dict[str, Any], n_in: int | tuple[int, int, int],
+                 n_out: int) -> list[Layer]:
+    """The network a config describes, for inputs of ``n_in`` features (or shape (C, H, W)).
+
+    ``mlp``: Dense [BatchNorm] activation [Dropout] per hidden size, then Dense to the outputs.
+    ``cnn``: per entry of ``channels`` a 3x3 Conv2D (padding 1) [BatchNorm] activation, then
+    2x2 max-pooling, Flatten [Dropout], then the ``mlp`` part on the flattened features.
+    """
     act = ACTIVATIONS[cfg["activation"]]
     init = "he_normal" if cfg["activation"] in ("relu", "leaky_relu", "gelu") else "glorot_uniform"
     layers: list[Layer] = []
+    if cfg["arch"] == "cnn":
+        if isinstance(n_in, int):
+            raise ValueError("the cnn architecture needs an image input shape (C, H, W)")
+        c, h, w = n_in
+        for ch in cfg["channels"]:
+            layers.append(Conv2D(c, ch, 3, padding=1, init=init))
+            if cfg["batch_norm"]:
+                layers.append(BatchNorm(ch))
+            layers.append(act())
+            c = ch
+        layers += [MaxPool2D(2), Flatten()]
+        if cfg["dropout"]:
+            layers.append(Dropout(cfg["dropout"]))
+        n_in = c * (h // 2) * (w // 2)
+    elif not isinstance(n_in, int):
+        n_in = int(np.prod(n_in))
     for h in cfg["hidden"]:
         layers.append(Dense(n_in, h, init=init))
         if cfg["batch_norm"]:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .config import build_layers, build_optimizer, build_schedule
-from .data import apply_preprocessing, digits_preprocessing
+from .data import RandomShift, apply_preprocessing, digits_preprocessing
 from .losses import SoftmaxCrossEntropy
 from .model import Sequential
 
@@ -30,12 +30,14 @@ def cross_validate(cfg: dict[str, Any], folds: int, out: Path,
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=cfg["seed"])
     results, histories = [], []
     for k, (train, val) in enumerate(splitter.split(X, y)):
-        model = Sequential(build_layers(cfg, X.shape[1], 10), seed=cfg["seed"],
-                           dtype=cfg["dtype"])
+        shape = (1, 8, 8) if cfg["arch"] == "cnn" else (X.shape[1],)
+        model = Sequential(build_layers(cfg, shape if cfg["arch"] == "cnn" else X.shape[1], 10),
+                           input_shape=shape, seed=cfg["seed"], dtype=cfg["dtype"])
         h = model.fit(X[train], y[train], epochs=cfg["epochs"], batch_size=cfg["batch_size"],
                       optimizer=build_optimizer(cfg), loss=SoftmaxCrossEntropy(),
                       schedule=build_schedule(cfg), validation_data=(X[val], y[val]),
-                      verbose=verbose)
+                      verbose=verbose, augment=RandomShift((1, 8, 8), cfg["augment"])
+                      if cfg["augment"] else None)
         results.append({"fold": k + 1, "n_train": int(len(train)), "n_val": int(len(val)),
                         "val_accuracy": model.score(X[val], y[val]),
                         "val_loss": h["val_loss"][-1]})

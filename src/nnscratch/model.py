@@ -215,13 +215,14 @@ class Sequential:
             validation_data: tuple[Any, Any] | None = None, validation_split: float = 0.0,
             shuffle: bool = True, callbacks: Sequence[Callback] | None = None,
             schedule: Schedule | None = None, verbose: bool = False, initial_epoch: int = 0,
-            history: History | None = None) -> History:
+            history: History | None = None, augment: Any = None) -> History:
         """Mini-batch training; returns (and stores in ``self.history``) the :class:`History`.
 
         ``X`` (n, n_features) numbers; ``y`` (n,) integer labels in ``0..n_outputs-1``.
         ``optimizer`` defaults to ``SGD(lr=0.01)``, ``loss`` to :class:`SoftmaxCrossEntropy`.
         ``validation_split`` holds out that fraction of (X, y), stratified, as validation data.
         ``schedule`` sets the learning rate epoch by epoch (:mod:`nnscratch.optim.schedules`).
+        ``augment(xb, rng)`` transforms each training batch (e.g. ``data.RandomShift``).
         ``verbose=True`` shows a progress bar (on a terminal).
         """
         epochs = check_positive_int(epochs, "epochs")
@@ -272,7 +273,8 @@ class Sequential:
         self.history = fit(self, X, y, n_classes=self.n_outputs, epochs=epochs,
                            batch_size=batch_size, optimizer=optimizer, loss=loss, rng=self.rng,
                            validation_data=val, shuffle=shuffle, callbacks=cbs,
-                           schedule=schedule, initial_epoch=initial_epoch, history=history)
+                           schedule=schedule, initial_epoch=initial_epoch, history=history,
+                           augment=augment)
         return self.history
 
     # -- prediction -----------------------------------------------------------------------------

@@ -85,10 +85,11 @@ def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epoch
         batch_size: int, optimizer: Any, loss: Any, rng: np.random.Generator,
         validation_data: tuple[np.ndarray, np.ndarray] | None = None, shuffle: bool = True,
         callbacks: Sequence[Callback] = (), schedule: Any = None, initial_epoch: int = 0,
-        history: History | None = None) -> History:
+        history: History | None = None, augment: Any = None) -> History:
     """Train ``model`` in place on checked arrays ``X`` (n, d) and integer labels ``y`` (n,).
 
-    ``X`` must already be in the model's dtype; validation data likewise. ``initial_epoch`` and
+    ``X`` must already be in the model's dtype; validation data likewise. ``augment(xb, rng)``,
+    if given, transforms each training batch (never the validation data). ``initial_epoch`` and
     ``history`` continue a run restored from a checkpoint (optimizer, schedule and generator
     already restored): epochs ``initial_epoch + 1 .. epochs`` are trained.
     """
@@ -127,6 +128,8 @@ def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epoch
                     np.take(XY, perm, axis=0, out=XYs)
                     np.take(y, perm, axis=0, out=ys)
                 for xb, yb, zb in batches:
+                    if augment is not None:       # e.g. random shifts, drawn from the run's rng
+                        xb = augment(xb, rng)
                     z = forward(xb)               # logits of the batch
                     copyto(zb, z)                 # kept for the epoch's loss and accuracy
                     backward(gradient(z, yb))     # dL/dZ, then back through the layers
