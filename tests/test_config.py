@@ -36,7 +36,8 @@ def test_later_settings_win():
 
 @pytest.mark.parametrize("settings,match", [
     ({"learning_rate": 0.1}, "unknown setting 'learning_rate'"),
-    ({"hidden": 32}, "'hidden' must be a non-empty list"),
+    ({"hidden": 32}, "'hidden' must be a list"),
+    ({"hidden": []}, "at least one layer size"),
     ({"hidden": [32, 0]}, "'hidden'"),
     ({"lr": -1}, "'lr' must be a number > 0"),
     ({"lr": "fast"}, "'lr'"),

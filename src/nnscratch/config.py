@@ -88,8 +88,8 @@ _CHECKS: dict[str, tuple[Any, str]] = {
     "channels": (lambda v: isinstance(v, list) and v and all(_is_int(c) and c > 0 for c in v),
                  "a non-empty list of positive integers"),
     "augment": (lambda v: _is_int(v) and 0 <= v <= 3, "an integer 0..3 (max pixels of shift)"),
-    "hidden": (lambda v: isinstance(v, list) and v and all(_is_int(h) and h > 0 for h in v),
-               "a non-empty list of positive integers"),
+    "hidden": (lambda v: isinstance(v, list) and all(_is_int(h) and h > 0 for h in v),
+               "a list of positive integers (empty: no hidden Dense layer)"),
     "activation": (lambda v: v in ACTIVATIONS, f"one of {', '.join(ACTIVATIONS)}"),
     "optimizer": (lambda v: v in OPTIMIZER_CHOICES, f"one of {', '.join(OPTIMIZER_CHOICES)}"),
     "lr": (lambda v: _is_num(v) and v > 0, "a number > 0"),
@@ -124,6 +124,8 @@ def train_config(*layers_of_settings: dict[str, Any]) -> dict[str, Any]:
     for key, (ok, what) in _CHECKS.items():
         if not ok(cfg[key]):
             raise ValueError(f"setting {key!r} must be {what}, got {cfg[key]!r}")
+    if not cfg["hidden"] and cfg["arch"] == "mlp":
+        raise ValueError("setting 'hidden' must list at least one layer size for the mlp arch")
     if cfg["warmup"] >= cfg["epochs"]:
         raise ValueError(f"warmup ({cfg['warmup']}) must be shorter than epochs ({cfg['epochs']})")
     if cfg["early_stopping"] and not cfg["validation_split"]:
