@@ -44,3 +44,21 @@ def test_digits_mlp_config_over_five_seeds(tmp_path):
         accs.append(json.loads((out / "metrics.json").read_text())["test_accuracy"])
     print("digits_mlp test accuracy per seed:", accs)
     assert np.median(accs) >= 0.980
+
+
+@pytest.mark.slow
+def test_digits_cnn_config_over_five_seeds(tmp_path):
+    """configs/digits_cnn.toml (issue 4): median test accuracy >= 0.993, < 2 min per seed."""
+    from pathlib import Path
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "digits_cnn.toml"
+    runs = []
+    for seed in SEEDS:
+        out = tmp_path / f"cnn{seed}"
+        assert main(["train", "--config", str(config), "--seed", str(seed), "--out", str(out),
+                     "--quiet"]) == 0
+        runs.append(json.loads((out / "metrics.json").read_text()))
+    accs = [r["test_accuracy"] for r in runs]
+    print("digits_cnn test accuracy per seed:", accs, [r["train_seconds"] for r in runs])
+    assert np.median(accs) >= 0.993
+    assert max(r["train_seconds"] for r in runs) < 120
