@@ -58,3 +58,4 @@ def test_train_a_small_cnn_with_augmentation_from_the_cli(tmp_path):
     from nnscratch import load_model
 
     assert load_model(out / "model.safetensors").input_shape == (1, 8, 8)
+    assert (out / "filters.png").exists() and (out / "feature_maps.png").exists()

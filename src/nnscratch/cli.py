@@ -31,7 +31,7 @@ from .config import (
 )
 from .data import RandomShift, apply_preprocessing, digits_preprocessing, load_digit_inputs, load_digits_split
 from .errors import InputError, NNScratchError
-from .layers import Dense, ReLU
+from .layers import Conv2D, Dense, ReLU
 from .losses import SoftmaxCrossEntropy
 from .model import Sequential, load_model
 from .training import History
@@ -271,7 +271,8 @@ def _train_and_report(out: Path, cfg: dict[str, Any], model: Sequential, optimiz
                           pred_train=model.predict(X_train), y_test=split.y_test,
                           proba_test=model.predict_proba(X_test), X_test_raw=split.X_test,
                           extra=extra, weights={name: p for name, p, _ in model.named_parameters()
-                                                if name.endswith(".W")})
+                                                if name.endswith(".W")},
+                          conv=_first_conv_pictures(model, X_test[0]))
     if not quiet:
         print(f"test accuracy {result['test_accuracy']:.4f}, train accuracy "
               f"{result['train_accuracy']:.4f}, loss {result['initial_loss']:.4f} -> "
@@ -279,6 +280,23 @@ def _train_and_report(out: Path, cfg: dict[str, Any], model: Sequential, optimiz
               f"{seconds:.2f} s for {len(history) - initial_epoch} epochs")
         print(f"run folder: {out}")
     return 0
+
+
+def _first_conv_pictures(model: Sequential, x: np.ndarray) -> Any:
+    """(filters, the example as an image, the first conv block's feature maps), for CNNs."""
+    convs = [i for i, layer in enumerate(model.layers) if isinstance(layer, Conv2D)]
+    if not convs:
+        return None
+    i = convs[0]
+    h = np.asarray(x, dtype=model.dtype).reshape(1, *model.input_shape)
+    image = h[0, 0]
+    end = i + 1  # the block: the conv layer and the shape-keeping layers after it (BN, ReLU)
+    while (end < len(model.layers) and not isinstance(model.layers[end], Conv2D)
+           and model.output_shapes[end] == model.output_shapes[i]):
+        end += 1
+    for layer in model.layers[:end]:
+        h = layer.forward(h, False)
+    return model.layers[i].params["W"], image, h[0]
 
 
 def _test_split_of(model: Sequential, path: Path) -> tuple[np.ndarray, np.ndarray]:

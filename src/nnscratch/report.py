@@ -73,6 +73,33 @@ def plot_weight_histograms(weights: Mapping[str, np.ndarray], path: Path) -> Non
     _save(fig, path)
 
 
+def _image_grid(images: np.ndarray, titles: list[str], path: Path, suptitle: str,
+                cmap: str, cols: int = 8) -> None:
+    n = len(images)
+    rows = (n + cols - 1) // cols
+    fig = Figure(figsize=(1.4 * cols, 1.5 * rows + 0.4), layout="constrained")
+    for i in range(n):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        ax.imshow(images[i], cmap=cmap, interpolation="nearest")
+        ax.set_title(titles[i], fontsize=7)
+        ax.axis("off")
+    fig.suptitle(suptitle)
+    _save(fig, path)
+
+
+def plot_filters(W: np.ndarray, path: Path) -> None:
+    """First-layer convolution filters ``W`` (O, C, kH, kW), input channel 0 of each."""
+    _image_grid(W[:, 0], [f"filter {o}" for o in range(W.shape[0])], path,
+                "First-layer filters", cmap="RdBu_r")
+
+
+def plot_feature_maps(image: np.ndarray, maps: np.ndarray, path: Path) -> None:
+    """One example (H, W) and the feature maps (O, H', W') the first conv layer makes of it."""
+    _image_grid(np.concatenate([image[None], maps]), ["input"] + [f"map {o}" for o in
+                range(len(maps))], path, "Feature maps of one example (first conv layer)",
+                cmap="viridis")
+
+
 def plot_confusion_matrix(cm: np.ndarray, path: Path) -> None:
     fig = Figure(figsize=(6, 5))
     ax = fig.add_subplot()
@@ -134,7 +161,8 @@ def write_report(out: Path, *, history: Mapping[str, Sequence[float]], n_classes
                  y_train: np.ndarray, pred_train: np.ndarray, y_test: np.ndarray,
                  proba_test: np.ndarray, X_test_raw: np.ndarray,
                  extra: Mapping[str, Any],
-                 weights: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
+                 weights: Mapping[str, np.ndarray] | None = None,
+                 conv: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
     """Write every report file into ``out``; returns the metrics written to metrics.json."""
     out.mkdir(parents=True, exist_ok=True)
     pred_test = proba_test.argmax(axis=1)
@@ -161,6 +189,9 @@ def write_report(out: Path, *, history: Mapping[str, Sequence[float]], n_classes
         plot_learning_rate(history, out / "learning_rate.png")
     if weights:
         plot_weight_histograms(weights, out / "weight_histograms.png")
+    if conv is not None:  # (first-layer filters, one example image, its feature maps)
+        plot_filters(conv[0], out / "filters.png")
+        plot_feature_maps(conv[1], conv[2], out / "feature_maps.png")
     plot_confusion_matrix(cm, out / "confusion_matrix.png")
     plot_sample_digits(X_test_raw, y_test, out / "sample_digits.png")
     plot_sample_predictions(X_test_raw, y_test, proba_test, out / "sample_predictions.png")
