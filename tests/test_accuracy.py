@@ -30,35 +30,32 @@ def test_seed_configuration_over_five_seeds(tmp_path):
         assert r["final_loss"] <= 0.001 * r["initial_loss"], (r["seed"], r["final_loss"])
 
 
-@pytest.mark.slow
-def test_digits_mlp_config_over_five_seeds(tmp_path):
-    """configs/digits_mlp.toml, run as the issue says: median test accuracy >= 0.980."""
+def _config_runs(name: str, tmp_path) -> list[dict]:
+    """``nnscratch train --config configs/NAME --seed K`` for K in 0..4, as the issues say."""
     from pathlib import Path
 
-    config = Path(__file__).resolve().parents[1] / "configs" / "digits_mlp.toml"
-    accs = []
+    config = Path(__file__).resolve().parents[1] / "configs" / name
+    runs = []
     for seed in SEEDS:
-        out = tmp_path / f"mlp{seed}"
+        out = tmp_path / f"{config.stem}{seed}"
         assert main(["train", "--config", str(config), "--seed", str(seed), "--out", str(out),
                      "--quiet"]) == 0
-        accs.append(json.loads((out / "metrics.json").read_text())["test_accuracy"])
-    print("digits_mlp test accuracy per seed:", accs)
-    assert np.median(accs) >= 0.980
+        runs.append(json.loads((out / "metrics.json").read_text()))
+    print(name, "test accuracy per seed:", [r["test_accuracy"] for r in runs],
+          "train seconds:", [r["train_seconds"] for r in runs])
+    return runs
+
+
+@pytest.mark.slow
+def test_digits_mlp_config_over_five_seeds(tmp_path):
+    """configs/digits_mlp.toml (issue 3): median test accuracy >= 0.980."""
+    runs = _config_runs("digits_mlp.toml", tmp_path)
+    assert np.median([r["test_accuracy"] for r in runs]) >= 0.980
 
 
 @pytest.mark.slow
 def test_digits_cnn_config_over_five_seeds(tmp_path):
     """configs/digits_cnn.toml (issue 4): median test accuracy >= 0.993, < 2 min per seed."""
-    from pathlib import Path
-
-    config = Path(__file__).resolve().parents[1] / "configs" / "digits_cnn.toml"
-    runs = []
-    for seed in SEEDS:
-        out = tmp_path / f"cnn{seed}"
-        assert main(["train", "--config", str(config), "--seed", str(seed), "--out", str(out),
-                     "--quiet"]) == 0
-        runs.append(json.loads((out / "metrics.json").read_text()))
-    accs = [r["test_accuracy"] for r in runs]
-    print("digits_cnn test accuracy per seed:", accs, [r["train_seconds"] for r in runs])
-    assert np.median(accs) >= 0.993
+    runs = _config_runs("digits_cnn.toml", tmp_path)
+    assert np.median([r["test_accuracy"] for r in runs]) >= 0.993
     assert max(r["train_seconds"] for r in runs) < 120

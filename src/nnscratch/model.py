@@ -20,7 +20,7 @@ from .optim.base import Optimizer
 from .optim.schedules import Schedule
 from .optim.sgd import SGD
 from .training import History, fit
-from .validation import check_features, check_labels, check_positive_int
+from .validation import check_features, check_labels, check_positive_int, check_seed
 
 
 class Sequential:
@@ -64,9 +64,7 @@ class Sequential:
             if getattr(layer, "_owner", None) is not None:
                 raise ValueError(f"Sequential layer {i} ({layer!r}) already belongs to another "
                                  "model; create a new layer")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
-                                 or seed < 0):
-            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+        seed = check_seed(seed, "seed")
         self.layers = layers
         self.seed = seed
         self.dtype = resolve_dtype(dtype)

@@ -97,3 +97,11 @@ def check_positive_float(value: object, name: str, allow_zero: bool = False) -> 
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
     return float(value)  # type: ignore[arg-type]
+
+
+def check_seed(seed: object, name: str) -> int | None:
+    """``seed`` if it is None or an integer >= 0, else ``ValueError`` quoting it."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+                             or seed < 0):
+        raise ValueError(f"{name} must be a non-negative integer or None, got {seed!r}")
+    return None if seed is None else int(seed)

@@ -10,7 +10,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from ..backend import resolve_dtype
 from ..errors import InputError
 from ..init import get_initializer
-from ..validation import check_positive_int
+from ..validation import check_positive_int, check_seed
 from .base import Layer
 
 Pair = tuple[int, int]
@@ -96,9 +96,7 @@ class Conv2D(Layer):
         self.padding = _pair(padding, "padding", 0)
         self.init = init
         self._init_fn = get_initializer(init)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
-                                 or seed < 0):
-            raise ValueError(f"Conv2D seed must be a non-negative integer or None, got {seed!r}")
+        seed = check_seed(seed, "Conv2D seed")
         self.reset_parameters(np.random.default_rng(seed), resolve_dtype(dtype))
 
     def reset_parameters(self, rng: np.random.Generator, dtype: np.dtype) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..backend import resolve_dtype
 from ..init import get_initializer
-from ..validation import check_positive_int
+from ..validation import check_positive_int, check_seed
 from .base import Layer
 
 
@@ -50,9 +50,7 @@ class Dense(Layer):
         self.n_out = check_positive_int(n_out, "Dense n_out")
         self.init = init
         self._init_fn = get_initializer(init)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
-                                 or seed < 0):
-            raise ValueError(f"Dense seed must be a non-negative integer or None, got {seed!r}")
+        seed = check_seed(seed, "Dense seed")
         self.reset_parameters(np.random.default_rng(seed), resolve_dtype(dtype))
 
     def reset_parameters(self, rng: np.random.Generator, dtype: np.dtype) -> None:
