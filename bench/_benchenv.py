@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import json
 import os
 import platform
 import subprocess
@@ -83,6 +84,13 @@ def environment() -> dict:
                      if k.startswith(("OPENBLAS", "OMP_", "MKL_", "GOTO", "BLIS", "VECLIB"))},
         "git": _git_state(),
     }
+
+
+def write_result(path: Path, result: dict) -> None:
+    """Write a benchmark's result JSON (creating its folder) and say where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {path}")
 
 
 def format_blas(blas: list[dict]) -> str:

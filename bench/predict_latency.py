@@ -25,13 +25,12 @@ The exit status is 0 whether or not the target is met (this is a report).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import timeit
 from pathlib import Path
 
-from _benchenv import environment, format_blas
+from _benchenv import environment, format_blas, write_result
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "results" / "predict_latency.json"
@@ -145,9 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         "target": {"predict_one_digit_median_us_below": TARGET_US, "judged_cases": judged,
                    "worst_median_us": worst, "passed": passed, "verdict": verdict},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}")
+    write_result(args.out, result)
     return 0
 
 

@@ -32,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from _benchenv import blas_info, environment, format_blas
+from _benchenv import blas_info, environment, format_blas, write_result
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "results" / "seed_mlp.json"
@@ -216,9 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         "target": {"ratio_at_least": TARGET_RATIO, "passed": passed, "verdict": verdict,
                    "default_config": default_config},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}")
+    write_result(args.out, result)
     return 0
 
 

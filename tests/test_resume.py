@@ -90,3 +90,30 @@ def test_divergence_stops_at_the_first_bad_epoch_and_keeps_good_checkpoints(scal
     good = load_model(tmp_path / "epoch3.safetensors")
     assert np.isfinite(good.predict_proba(Xt)).all()
     assert good.training_state[0]["epoch"] == 3
+
+
+def test_resume_through_the_python_api(scaled, tmp_path):
+    from nnscratch.layers import Dropout
+    from nnscratch.optim import Adam
+    from nnscratch.optim.schedules import CosineAnnealingLR
+    from nnscratch.training import restore_training_state
+
+    X, y, _, _ = scaled
+
+    def net():
+        return Sequential([Dense(64, 32), ReLU(), Dropout(0.2), Dense(32, 10)], seed=4)
+
+    whole = net()
+    whole.fit(X, y, epochs=6, optimizer=Adam(lr=0.01), schedule=CosineAnnealingLR(6))
+    first = net()
+    ckpt = ModelCheckpoint(str(tmp_path / "e{epoch}.safetensors"), every=3, training_state=True)
+    first.fit(X, y, epochs=3, optimizer=Adam(lr=0.01), schedule=CosineAnnealingLR(6),
+              callbacks=[ckpt])
+    model = load_model(tmp_path / "e3.safetensors")
+    opt, sched = Adam(lr=0.01), CosineAnnealingLR(6)
+    epoch, history = restore_training_state(model, opt, sched)
+    model.fit(X, y, epochs=6, optimizer=opt, schedule=sched, initial_epoch=epoch, history=history)
+    assert np.array_equal(model.parameters()[0][0], whole.parameters()[0][0])
+    assert model.history["loss"] == whole.history["loss"]
+    with pytest.raises(ValueError, match="no training state"):
+        restore_training_state(net(), SGD(lr=0.1), None)

@@ -1,14 +1,8 @@
-"""The array module the core computes with.
-
-NumPy for now; the layers only use ``numpy`` functions that CuPy mirrors, so a CuPy backend can
-later be chosen once here without touching the layer code.
-"""
+"""The dtypes the core computes in (the place where a CuPy array module will be chosen)."""
 
 from __future__ import annotations
 
 import numpy as np
-
-xp = np
 
 #: dtypes a model may compute in
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))

@@ -34,7 +34,7 @@ from .errors import InputError, NNScratchError
 from .layers import Conv2D, Dense, ReLU
 from .losses import SoftmaxCrossEntropy
 from .model import Sequential, load_model
-from .training import History
+from .training import History, restore_training_state
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -205,29 +205,21 @@ def _resume(args: argparse.Namespace) -> int:
         raise InputError(f"--resume {run}: no checkpoints in {run / 'checkpoints'} "
                          "(train with --checkpoint-every N)")
     model = load_model(ckpts[-1])
-    info, arrays = model.training_state
     cfg = model.metadata.get("config")
-    if info is None or not isinstance(cfg, dict):
-        raise InputError(f"{ckpts[-1]}: not a resumable checkpoint (no training state)")
+    if not isinstance(cfg, dict):
+        raise InputError(f"{ckpts[-1]}: not a resumable checkpoint (no run config)")
     cfg = train_config(cfg)
     optimizer, schedule = build_optimizer(cfg), build_schedule(cfg)
     try:
-        optimizer.bind(model.parameters())
-        optimizer.load_state_dict(info["optimizer"], arrays)
-        if schedule is not None:
-            schedule.load_state_dict(info["schedule"])
-        model.rng.bit_generator.state = info["rng"]
-        history = History()
-        history.history = {k: list(v) for k, v in info["history"].items()}
-        history.epoch = list(range(1, int(info["epoch"]) + 1))
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise InputError(f"{ckpts[-1]}: corrupt training state ({exc})") from None
+        epoch, history = restore_training_state(model, optimizer, schedule)
+    except ValueError as exc:
+        raise InputError(f"{ckpts[-1]}: {exc}") from None
     if not args.quiet:
-        print(f"resuming {run} at epoch {info['epoch']} of {cfg['epochs']}")
+        print(f"resuming {run} at epoch {epoch} of {cfg['epochs']}")
     split = load_digits_split(test_size=float(model.metadata["split"]["test_size"]),
                               random_state=int(model.metadata["split"]["random_state"]))
     return _train_and_report(run, cfg, model, optimizer, schedule, split, quiet=args.quiet,
-                             initial_epoch=int(info["epoch"]), history=history)
+                             initial_epoch=epoch, history=history)
 
 
 def _train_and_report(out: Path, cfg: dict[str, Any], model: Sequential, optimizer: Any,

@@ -81,6 +81,31 @@ def evaluate_logits(loss: Any, logits: np.ndarray, labels: np.ndarray) -> tuple[
             float((logits.argmax(axis=1) == labels).mean()))
 
 
+def restore_training_state(model: Any, optimizer: Any, schedule: Any) -> tuple[int, History]:
+    """Put a model loaded from a checkpoint written by ``ModelCheckpoint(training_state=True)``
+    back where training stopped; returns ``(initial_epoch, history)`` for ``fit``.
+
+    ``optimizer`` and ``schedule`` must be built as in the original run; they get their state
+    back, and the model's generator its position (shuffling and dropout continue exactly).
+    Raises ``ValueError`` if the checkpoint holds no (or a corrupt) training state.
+    """
+    info, arrays = getattr(model, "training_state", (None, {}))
+    if info is None:
+        raise ValueError("not a resumable checkpoint (no training state)")
+    try:
+        optimizer.bind(model.parameters())
+        optimizer.load_state_dict(info["optimizer"], arrays)
+        if schedule is not None:
+            schedule.load_state_dict(info["schedule"])
+        model.rng.bit_generator.state = info["rng"]
+        history = History()
+        history.history = {k: list(v) for k, v in info["history"].items()}
+        history.epoch = list(range(1, int(info["epoch"]) + 1))
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise ValueError(f"corrupt training state ({exc})") from None
+    return int(info["epoch"]), history
+
+
 def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epochs: int,
         batch_size: int, optimizer: Any, loss: Any, rng: np.random.Generator,
         validation_data: tuple[np.ndarray, np.ndarray] | None = None, shuffle: bool = True,

@@ -54,11 +54,6 @@ class Schedule:
         return f"{type(self).__name__}({args})"
 
 
-class ConstantLR(Schedule):
-    def lr(self, epoch: int) -> float:
-        return self.base_lr
-
-
 def _fraction(value: Any, name: str, allow_one: bool = False) -> float:
     v = check_positive_float(value, name)
     if v > 1 or (v == 1 and not allow_one):
