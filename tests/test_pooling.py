@@ -59,6 +59,24 @@ def test_vectorised_equals_naive(cls, kind, k, s, rng):
     assert layer.output_shape((3, 9, 7)) == y.shape[1:]
 
 
+@pytest.mark.parametrize("k,s", [(2, None), (3, 1), (2, 1)])
+def test_max_pool_ties_go_to_the_first_maximum(k, s, rng):
+    # after a ReLU many windows are all zeros: the gradient must go to one position only, the
+    # first in row-major order (as PyTorch), not to every tied position
+    x = np.maximum(rng.integers(-2, 2, size=(3, 2, 8, 8)), 0).astype(np.float64)
+    layer = MaxPool2D(k, s)
+    y = layer.forward(x, training=True)
+    g = rng.standard_normal(y.shape)
+    dx = layer.backward(g)
+    stride = k if s is None else s
+    np.testing.assert_allclose(dx, naive_pool_backward(x, g, k, stride, "max"), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx.sum(), g.sum())  # no gradient duplicated or lost
+    torch = pytest.importorskip("torch")
+    tx = torch.tensor(x, requires_grad=True)
+    torch.nn.MaxPool2d(k, s)(tx).backward(torch.tensor(g))
+    np.testing.assert_allclose(dx, tx.grad.numpy(), atol=1e-12)
+
+
 @pytest.mark.parametrize("layer", [MaxPool2D(2), MaxPool2D(3, 1), AvgPool2D(2), AvgPool2D(3, 2),
                                    GlobalAvgPool2D(), Flatten()], ids=repr)
 def test_gradients_float64(layer, rng):

@@ -77,19 +77,76 @@ class BatchNorm(Layer):
         n = x.size // self.num_features  # values per feature (per channel)
         if n < 2:
             raise InputError("BatchNorm needs more than 1 value per feature in training")
+        if x.ndim == 4:
+            return self._forward_images(x, n)
         mu = x.mean(axis=axes, keepdims=True)
         var = x.var(axis=axes, keepdims=True)
         inv_std = 1 / np.sqrt(var + self.eps)
         xhat = (x - mu) * inv_std
         self._xhat, self._inv_std, self._axes_shape = xhat, inv_std, (axes, shape)
+        self._update_running(mu, var, n)
+        return gamma * xhat + beta
+
+    def _update_running(self, mu: np.ndarray, var: np.ndarray, n: int) -> None:
         m = self.momentum
         self.state["running_mean"] *= 1 - m
         self.state["running_mean"] += m * mu.reshape(-1)
         self.state["running_var"] *= 1 - m
         self.state["running_var"] += m * var.reshape(-1) * (n / (n - 1))
-        return gamma * xhat + beta
+
+    # -- (N, C, H, W) in training: the same formulas, arranged for speed ----------------------------
+    # Per-channel sums over N, H and W are taken as one matrix-vector product of the (N*C, H*W)
+    # view with a vector of ones, then a sum over N: NumPy's reduction over the axes (0, 2, 3)
+    # of a 4-D array is several times slower. Intermediate arrays live in workspace buffers.
+    def _channel_sum(self, a: np.ndarray, ws: dict[str, np.ndarray]) -> np.ndarray:
+        """``a.sum(axis=(0, 2, 3))`` for ``a`` viewed as (N, C, H*W)."""
+        nb, c, hw = a.shape
+        return (a.reshape(nb * c, hw) @ ws["ones"]).reshape(nb, c).sum(axis=0)
+
+    def _forward_images(self, x: np.ndarray, n: int) -> np.ndarray:
+        nb, c, h, w = x.shape
+        ws = self._workspace.get(x.shape)
+        if ws is None:
+            ws = self._workspace[x.shape] = {
+                **{k: np.empty((nb, c, h * w), x.dtype) for k in ("xhat", "y", "tmp", "dx")},
+                "ones": np.ones(h * w, x.dtype)}
+        x3, xhat, tmp = x.reshape(nb, c, h * w), ws["xhat"], ws["tmp"]
+        mu = self._channel_sum(x3, ws) / n
+        np.subtract(x3, mu[:, None], out=xhat)                 # X - mu
+        np.multiply(xhat, xhat, out=tmp)
+        var = self._channel_sum(tmp, ws) / n                   # mean of (X - mu)**2
+        inv_std = 1 / np.sqrt(var + self.eps)
+        xhat *= inv_std[:, None]                               # Xhat
+        np.multiply(xhat, self.params["gamma"][:, None], out=ws["y"])
+        ws["y"] += self.params["beta"][:, None]                # Y = gamma * Xhat + beta
+        self._update_running(mu, var, n)
+        self._ws, self._n, self._inv_std = ws, n, inv_std
+        self._xhat = None
+        return ws["y"].reshape(x.shape)
+
+    def _backward_images(self, grad_y: np.ndarray, input_grad: bool) -> np.ndarray | None:
+        # With dXhat = gamma * dY, the sums in dX are gamma * dbeta and gamma * dgamma, so
+        #   dX = a * dY + b + c * Xhat,  a = gamma * inv_std,  b = -a * dbeta / n,  c = -a * dgamma / n
+        ws, n, inv_std = self._ws, self._n, self._inv_std
+        xhat, tmp, dx = ws["xhat"], ws["tmp"], ws["dx"]
+        g3 = grad_y.reshape(xhat.shape)
+        dbeta = self._channel_sum(g3, ws)
+        np.multiply(g3, xhat, out=tmp)
+        dgamma = self._channel_sum(tmp, ws)
+        self.grads["beta"][...] = dbeta
+        self.grads["gamma"][...] = dgamma
+        if not input_grad:
+            return None
+        a = self.params["gamma"] * inv_std
+        np.multiply(g3, a[:, None], out=dx)
+        np.multiply(xhat, (-a * dgamma / n)[:, None], out=tmp)
+        dx += tmp
+        dx += (-a * dbeta / n)[:, None]
+        return dx.reshape(grad_y.shape)
 
     def backward(self, grad_y: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        if self._xhat is None:
+            return self._backward_images(grad_y, input_grad)
         xhat, inv_std, (axes, shape) = self._xhat, self._inv_std, self._axes_shape
         self.grads["gamma"][...] = (grad_y * xhat).sum(axis=axes)
         self.grads["beta"][...] = grad_y.sum(axis=axes)

@@ -54,23 +54,56 @@ class MaxPool2D(_Pool2D):
     r"""Largest value of each ``k x k`` window (stride ``s``, default ``k``), PyTorch's
     ``MaxPool2d`` without padding. (N, C, H, W) -> (N, C, (H-k)//s+1, (W-k)//s+1).
 
+    Plain form::
+
+        Y[n, c, i, j] = max over u, v < k of  X[n, c, s*i + u, s*j + v]
+
+    computed as a running maximum over the ``k*k`` window offsets ``(u, v)``: for each offset,
+    the strided slice ``X[:, :, u::s, v::s]`` (cut to Ho x Wo) holds that element of every window,
+    so one element-wise ``maximum`` per offset does all windows at once. (Taking ``argmax`` over a
+    strided window view is 5-10x slower.)
+
     Backward: each window's gradient goes to the position of its maximum (the first one, in
-    row-major order, on ties); overlapping windows add up.
+    row-major order, on ties, as PyTorch); overlapping windows add up. Offsets are visited in
+    row-major order, and an offset takes a window's gradient where it equals the maximum and no
+    earlier offset took it.
     """
 
+    def _offset(self, x: np.ndarray, u: int, v: int, ho: int, wo: int) -> np.ndarray:
+        s = self.stride
+        return x[:, :, u:u + s * (ho - 1) + 1:s, v:v + s * (wo - 1) + 1:s]
+
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        win = _windows(x, self.kernel_size, self.stride)
-        flat = win.reshape(*win.shape[:4], -1)
+        k = self.kernel_size
+        ho, wo = _windows(x, k, self.stride).shape[2:4]  # validates the shape
+        y = self._offset(x, 0, 0, ho, wo).copy()
+        for u in range(k):
+            for v in range(k):
+                if u or v:
+                    np.maximum(y, self._offset(x, u, v, ho, wo), out=y)
         if training:
-            self._shape, self._argmax = x.shape, flat.argmax(axis=-1)
-        return flat.max(axis=-1)
+            self._x, self._y = x, y
+        return y
 
     def backward(self, grad_y: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         if not input_grad:
             return None
-        dx = np.zeros(self._shape, dtype=grad_y.dtype)
-        k, arg = self.kernel_size, self._argmax
-        self._scatter(dx, lambda i, j: arg == i * k + j, grad_y)
+        x, y, k = self._x, self._y, self.kernel_size
+        ho, wo = y.shape[2:4]
+        dx = np.zeros(x.shape, dtype=grad_y.dtype)
+        free = np.ones(y.shape, dtype=bool)   # windows whose gradient is not placed yet
+        hit = np.empty(y.shape, dtype=bool)
+        overlap = self.stride < k   # else each input pixel is in at most one window
+        for u in range(k):
+            for v in range(k):
+                np.equal(self._offset(x, u, v, ho, wo), y, out=hit)
+                hit &= free
+                free ^= hit                       # free &= ~hit (hit is inside free)
+                dx_uv = self._offset(dx, u, v, ho, wo)
+                if overlap:
+                    dx_uv += grad_y * hit
+                else:
+                    np.multiply(grad_y, hit, out=dx_uv)
         return dx
 
 
