@@ -46,7 +46,8 @@ def test_train_writes_the_whole_report(default_run):
     assert m["config"]["hidden"] == [32] and m["config"]["lr"] == 0.1
     assert m["config"]["optimizer"] == "sgd" and m["config"]["schedule"] == "constant"
     assert m["split"] == {"dataset": "digits", "test_size": 0.2, "random_state": 42,
-                          "stratify": True, "n_train": 1437, "n_test": 360}
+                          "stratify": True, "n_train": 1437, "n_test": 360,
+                          "input_shape": [1, 8, 8], "n_classes": 10, "raw_max": 16.0}
     assert m["blas"], "the BLAS in use is recorded"
     hist = (out / "history.csv").read_text().splitlines()
     assert hist[0] == "epoch,loss,accuracy,lr" and len(hist) == 1001

@@ -23,17 +23,17 @@ from .config import (
     OPTIMIZER_CHOICES,
     SCHEDULE_CHOICES,
     TRAIN_DEFAULTS,
-    build_layers,
     build_optimizer,
     build_schedule,
     load_toml,
     train_config,
 )
-from .data import RandomShift, apply_preprocessing, digits_preprocessing, load_digit_inputs, load_digits_split
+from .data import DATASET_CHOICES, apply_preprocessing, input_format, load_dataset, load_inputs
 from .errors import InputError, NNScratchError
 from .layers import Conv2D, Dense, ReLU
 from .losses import SoftmaxCrossEntropy
 from .model import Sequential, load_model
+from .recipe import build_augment, build_model
 from .training import History, restore_training_state
 
 EXIT_ERROR = 1
@@ -89,11 +89,18 @@ _positive_float = _float_where(lambda v: 0 < v < float("inf"), "a finite positiv
 def _add_training_flags(t: argparse.ArgumentParser) -> None:
     """The settings shared by ``train`` and ``cv`` (see :data:`nnscratch.config.TRAIN_DEFAULTS`)."""
     t.add_argument("--config", type=Path, help="TOML file of settings (flags override it)")
+    t.add_argument("--dataset", metavar="NAME",
+                   help=f"one of {', '.join(DATASET_CHOICES)} (default digits; mnist5k needs "
+                   "pip install 'nnscratch[mnist]'; idx:/cifar10: read files you already have)")
     t.add_argument("--epochs", type=_positive_int, help="default 1000")
     t.add_argument("--batch-size", type=_positive_int, help="default 32")
-    t.add_argument("--arch", choices=["mlp", "cnn"], help="network family (default mlp)")
+    t.add_argument("--arch", choices=["mlp", "cnn"],
+                   help="network family (default mlp); cnn: a conv net suited to the dataset, "
+                   "whose settings the other flags override")
     t.add_argument("--channels", type=_positive_int, nargs="+", metavar="C",
                    help="cnn: channels of each 3x3 conv layer (default 32 64)")
+    t.add_argument("--pool", choices=["last", "each"],
+                   help="cnn: a 2x2 max-pool after the last conv layer or after each one")
     t.add_argument("--augment", type=_int_at_least(0), metavar="PIXELS",
                    help="random shifts of up to PIXELS during training (0: off)")
     t.add_argument("--hidden", type=_positive_int, nargs="+", metavar="N",
@@ -124,10 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nnscratch {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    t = sub.add_parser("train", help="train the digits model and write its run report",
-                       description="Train a digits classifier (default: the seed 64-32-10 "
-                       "network, SGD lr 0.1, batch 32, 1000 epochs) and write a run folder with "
-                       "the model and its report. Settings come from the defaults, then "
+    t = sub.add_parser("train", help="train a model and write its run report",
+                       description="Train a classifier (default: the seed 64-32-10 network on "
+                       "the 8x8 digits, SGD lr 0.1, batch 32, 1000 epochs) and write a run folder "
+                       "with the model and its report. Settings come from the defaults, then "
                        "--config FILE.toml (the same keys, with underscores), then the flags.")
     _add_training_flags(t)
     t.add_argument("--out", type=Path, default=None, help="run folder (default runs/<timestamp>)")
@@ -137,18 +144,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="accuracy and classification report on the test split")
     e.add_argument("model", type=Path, help="a model.safetensors written by train")
+    e.add_argument("--dataset", metavar="NAME", help="the test split of this dataset instead of "
+                   "the one the model was trained on (e.g. idx:DIR after moving the files)")
 
-    p = sub.add_parser("predict", help="predict digits from arrays or images",
-                       description="INPUT: .npy/.csv/.txt holding 8x8 (or 64-long) digits in "
-                       "the dataset's 0..16 scale, or an image file (PNG/JPEG, any size, dark or "
-                       "light background).")
+    p = sub.add_parser("predict", help="predict classes of arrays or pictures",
+                       description="INPUT: .npy/.csv/.txt holding inputs in the model's dataset "
+                       "format (digits: 8x8 or 64 values in 0..16; MNIST: 28x28 or 784 values in "
+                       "0..255), or a picture (PNG/JPEG, any size; digits on a dark or light "
+                       "background are brought to the dataset's format as it was made).")
     p.add_argument("model", type=Path)
     p.add_argument("inputs", nargs="+", metavar="INPUT")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     c = sub.add_parser("cv", help="stratified k-fold cross-validation of a configuration",
                        description="Train the configuration (same settings as train) on k "
-                       "stratified folds of the whole digits dataset; print per-fold and mean "
+                       "stratified folds of the whole dataset (train and test parts); print "
+                       "per-fold and mean "
                        "+- std validation accuracy; write cv.json and cv_curves.png.")
     c.add_argument("--folds", type=_int_at_least(2), default=5, help="default 5")
     _add_training_flags(c)
@@ -183,11 +194,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a directory")
     cfg = _settings(args)
-    split = load_digits_split()
-    shape = (1, 8, 8) if cfg["arch"] == "cnn" else (64,)
-    model = Sequential(build_layers(cfg, shape if cfg["arch"] == "cnn" else 64, 10),
-                       input_shape=shape, seed=cfg["seed"], dtype=cfg["dtype"])
-    model.preprocessing = digits_preprocessing()
+    split = load_dataset(cfg["dataset"])
+    model = build_model(cfg, split.info)
     model.metadata = {"split": split.info, "config": cfg}
     return _train_and_report(out, cfg, model, build_optimizer(cfg), build_schedule(cfg), split,
                              quiet=args.quiet)
@@ -216,8 +224,7 @@ def _resume(args: argparse.Namespace) -> int:
         raise InputError(f"{ckpts[-1]}: {exc}") from None
     if not args.quiet:
         print(f"resuming {run} at epoch {epoch} of {cfg['epochs']}")
-    split = load_digits_split(test_size=float(model.metadata["split"]["test_size"]),
-                              random_state=int(model.metadata["split"]["random_state"]))
+    split = load_dataset(cfg["dataset"])
     return _train_and_report(run, cfg, model, optimizer, schedule, split, quiet=args.quiet,
                              initial_epoch=epoch, history=history)
 
@@ -225,8 +232,8 @@ def _resume(args: argparse.Namespace) -> int:
 def _train_and_report(out: Path, cfg: dict[str, Any], model: Sequential, optimizer: Any,
                       schedule: Any, split: Any, quiet: bool, initial_epoch: int = 0,
                       history: History | None = None) -> int:
-    X_train = apply_preprocessing(split.X_train, model.preprocessing)
-    X_test = apply_preprocessing(split.X_test, model.preprocessing)
+    X_train = apply_preprocessing(split.X_train, model.preprocessing, model.dtype)
+    X_test = apply_preprocessing(split.X_test, model.preprocessing, model.dtype)
     callbacks: list[Any] = []
     if cfg["early_stopping"]:
         callbacks.append(EarlyStopping("val_loss", patience=cfg["early_stopping"]))
@@ -241,8 +248,7 @@ def _train_and_report(out: Path, cfg: dict[str, Any], model: Sequential, optimiz
                             loss=SoftmaxCrossEntropy(), schedule=schedule,
                             validation_split=float(cfg["validation_split"]), callbacks=callbacks,
                             verbose=not quiet, initial_epoch=initial_epoch, history=history,
-                            augment=RandomShift((1, 8, 8), cfg["augment"]) if cfg["augment"]
-                            else None)
+                            augment=build_augment(cfg, model, split.info))
     except KeyboardInterrupt:  # keep what was learned so far
         out.mkdir(parents=True, exist_ok=True)
         model.save(out / "model.interrupted.safetensors")
@@ -259,7 +265,8 @@ def _train_and_report(out: Path, cfg: dict[str, Any], model: Sequential, optimiz
              "nnscratch_version": __version__}
     if initial_epoch:
         extra["resumed_at_epoch"] = initial_epoch
-    result = write_report(out, history=history.history, n_classes=10, y_train=split.y_train,
+    result = write_report(out, history=history.history, n_classes=model.n_outputs,
+                          y_train=split.y_train, image_shape=split.info.get("input_shape"),
                           pred_train=model.predict(X_train), y_test=split.y_test,
                           proba_test=model.predict_proba(X_test), X_test_raw=split.X_test,
                           extra=extra, weights={name: p for name, p, _ in model.named_parameters()
@@ -291,23 +298,28 @@ def _first_conv_pictures(model: Sequential, x: np.ndarray) -> Any:
     return model.layers[i].params["W"], image, h[0]
 
 
-def _test_split_of(model: Sequential, path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _test_split_of(model: Sequential, path: Path, dataset: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """The preprocessed test split of ``dataset`` (default: the one the model was trained on)."""
     info = model.metadata.get("split") or {}
-    if info.get("dataset", "digits") != "digits" or model.n_features_in != 64:
-        raise InputError(f"{path}: the model was not trained on the digits dataset")
-    try:
-        split = load_digits_split(test_size=float(info.get("test_size", 0.2)),
-                                  random_state=int(info.get("random_state", 42)))
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{path}: invalid split in the model header ({exc})") from None
-    return apply_preprocessing(split.X_test, model.preprocessing), split.y_test
+    name = dataset or info.get("dataset", "digits")
+    if not isinstance(name, str):
+        raise InputError(f"{path}: invalid dataset name in the model header")
+    split = load_dataset(name)
+    n_features = int(np.prod(split.info["input_shape"]))
+    if n_features != model.n_features_in:
+        raise InputError(f"{path}: the model takes {model.n_features_in} inputs but the "
+                         f"{name} images have {n_features}; give --dataset the model's dataset")
+    if int(split.info["n_classes"]) > model.n_outputs:
+        raise InputError(f"{path}: the model predicts {model.n_outputs} classes but {name} has "
+                         f"{split.info['n_classes']}")
+    return apply_preprocessing(split.X_test, model.preprocessing, model.dtype), split.y_test
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .metrics import classification_report
 
     model = load_model(args.model)
-    X_test, y_test = _test_split_of(model, args.model)
+    X_test, y_test = _test_split_of(model, args.model, args.dataset)
     pred = model.predict(X_test)
     print(f"test accuracy: {float((pred == y_test).mean()):.4f} ({int((pred == y_test).sum())}"
           f"/{len(y_test)})")
@@ -315,19 +327,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ascii_digit(row: np.ndarray, side: int = 8) -> list[str]:
+def _ascii_picture(row: np.ndarray, shape: tuple[int, int, int], raw_max: float) -> list[str]:
+    """A single-channel input drawn in characters (28x28 halved to 14x14); none for colour."""
+    c, h, w = shape
+    if c != 1 or h > 32 or w > 32:
+        return []
+    img = row.reshape(h, w) / raw_max
+    if h > 16:  # average 2x2 blocks so MNIST digits fit in 14 lines
+        img = img[:h // 2 * 2, :w // 2 * 2].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
     shades = " .:-=+*#%@"
-    levels = np.clip((row / 16.0 * (len(shades) - 1)).round().astype(int), 0, len(shades) - 1)
-    return ["  " + "".join(shades[v] * 2 for v in levels[r * side:(r + 1) * side])
-            for r in range(side)]
+    levels = np.clip((img * (len(shades) - 1)).round().astype(int), 0, len(shades) - 1)
+    return ["  " + "".join(shades[v] * 2 for v in line) for line in levels]
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     model = load_model(args.model)
-    raw, names = load_digit_inputs(args.inputs)
     if not model.preprocessing:
-        print(f"nnscratch predict: note: {args.model} records no preprocessing; the inputs are "
-              "fed to it unscaled (0..16)", file=sys.stderr)
+        print(f"nnscratch predict: note: {args.model} records no preprocessing; its inputs are "
+              "read as 8x8 digits and fed to it unscaled (0..16)", file=sys.stderr)
+    raw, names = load_inputs(args.inputs, model.preprocessing)
     if raw.shape[1] != model.n_features_in:
         raise InputError(f"{args.model}: expects {model.n_features_in} features per input, "
                          f"the inputs have {raw.shape[1]}")
@@ -341,10 +359,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
+    kind, shape, raw_max = input_format(model.preprocessing)
+    noun = "digit" if kind in ("digits8x8", "mnist28x28") else "class"
     for r, row in zip(results, raw, strict=True):
         top3 = ", ".join(f"{t['label']}: {t['probability']:.1%}" for t in r["top3"])
-        print(f"{r['input']}: predicted digit {r['prediction']}   (top 3: {top3})")
-        print("\n".join(_ascii_digit(row)))
+        print(f"{r['input']}: predicted {noun} {r['prediction']}   (top 3: {top3})")
+        lines = _ascii_picture(row, shape, raw_max)
+        if lines:
+            print("\n".join(lines))
     return 0
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .data.datasets import DATASET_CHOICES, check_dataset_name
 from .layers import (
     GELU,
     AvgPool2D,
@@ -67,7 +68,8 @@ SCHEDULE_CHOICES = ("constant", "step", "exponential", "cosine")
 
 #: every key a config file (or the matching --flag) may set, with its default
 TRAIN_DEFAULTS: dict[str, Any] = {
-    "arch": "mlp", "channels": [32, 64], "augment": 0,
+    "dataset": "digits", "arch": "mlp", "layers": None, "channels": [32, 64], "pool": "last",
+    "augment": 0,
     "hidden": [32], "activation": "relu", "optimizer": "sgd", "lr": 0.1, "momentum": None,
     "weight_decay": None, "dropout": 0.0, "batch_norm": False, "schedule": "constant",
     "warmup": 0, "early_stopping": 0, "validation_split": 0.0, "checkpoint_every": 0,
@@ -83,10 +85,49 @@ def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _is_dataset(v: Any) -> bool:
+    try:
+        check_dataset_name(v)
+    except ValueError:
+        return False
+    return True
+
+
+#: what ``arch = "cnn"`` means on each family of datasets: every key here that the config file
+#: and the flags leave unset takes this value (digits: configs/digits_cnn.toml; MNIST-like 28x28
+#: images: configs/mnist5k_cnn.toml; CIFAR-10: the same recipe with a third conv block)
+CNN_DEFAULTS: dict[str, dict[str, Any]] = {
+    "digits": {"channels": [32, 64], "pool": "last", "hidden": [], "batch_norm": True,
+               "dropout": 0.3, "augment": 1, "optimizer": "adam", "lr": 0.001,
+               "schedule": "cosine", "epochs": 60, "batch_size": 32},
+    "mnist": {"channels": [32, 64], "pool": "each", "hidden": [], "batch_norm": True,
+              "dropout": 0.3, "augment": 2, "optimizer": "adam", "lr": 0.001,
+              "schedule": "cosine", "epochs": 30, "batch_size": 64},
+    "cifar10": {"channels": [32, 64, 128], "pool": "each", "hidden": [], "batch_norm": True,
+                "dropout": 0.3, "augment": 2, "optimizer": "adam", "lr": 0.001,
+                "schedule": "cosine", "epochs": 30, "batch_size": 64},
+}
+
+
+def dataset_family(name: str) -> str:
+    """``digits``, ``cifar10``, or ``mnist`` (mnist5k and IDX files): which CNN defaults apply."""
+    return name if name == "digits" else "cifar10" if name.startswith("cifar10:") else "mnist"
+
+
+def _is_layer_list(v: Any) -> bool:
+    return v is None or (isinstance(v, list) and bool(v) and all(
+        isinstance(spec, dict) and isinstance(spec.get("type"), str) for spec in v))
+
+
 _CHECKS: dict[str, tuple[Any, str]] = {
+    "dataset": (_is_dataset, "one of " + ", ".join(DATASET_CHOICES)),
     "arch": (lambda v: v in ("mlp", "cnn"), "'mlp' or 'cnn'"),
+    "layers": (_is_layer_list, "a non-empty list of layer tables, each with a 'type' and "
+               "optionally a 'config' table, e.g. {type = \"Dense\", config = {n_in = 64, n_out = 10}}"),
     "channels": (lambda v: isinstance(v, list) and v and all(_is_int(c) and c > 0 for c in v),
                  "a non-empty list of positive integers"),
+    "pool": (lambda v: v in ("last", "each"), "'last' (one 2x2 max-pool after the conv layers) "
+             "or 'each' (after every conv layer)"),
     "augment": (lambda v: _is_int(v) and 0 <= v <= 3, "an integer 0..3 (max pixels of shift)"),
     "hidden": (lambda v: isinstance(v, list) and all(_is_int(h) and h > 0 for h in v),
                "a list of positive integers (empty: no hidden Dense layer)"),
@@ -115,16 +156,25 @@ def train_config(*layers_of_settings: dict[str, Any]) -> dict[str, Any]:
 
     Unknown keys and bad values raise ``ValueError`` naming the key and what it must be.
     """
-    cfg = dict(TRAIN_DEFAULTS)
+    cfg, given = dict(TRAIN_DEFAULTS), set()
     for settings in layers_of_settings:
         for key, value in settings.items():
             if key not in TRAIN_DEFAULTS:
                 raise ValueError(f"unknown setting {key!r}; known: {', '.join(TRAIN_DEFAULTS)}")
             cfg[key] = value
+            given.add(key)
+    for key in ("dataset", "arch"):
+        ok, what = _CHECKS[key]
+        if not ok(cfg[key]):
+            raise ValueError(f"setting {key!r} must be {what}, got {cfg[key]!r}")
+    if cfg["arch"] == "cnn" and cfg["layers"] is None:
+        for key, value in CNN_DEFAULTS[dataset_family(cfg["dataset"])].items():
+            if key not in given:
+                cfg[key] = value
     for key, (ok, what) in _CHECKS.items():
         if not ok(cfg[key]):
             raise ValueError(f"setting {key!r} must be {what}, got {cfg[key]!r}")
-    if not cfg["hidden"] and cfg["arch"] == "mlp":
+    if not cfg["hidden"] and cfg["arch"] == "mlp" and cfg["layers"] is None:
         raise ValueError("setting 'hidden' must list at least one layer size for the mlp arch")
     if cfg["warmup"] >= cfg["epochs"]:
         raise ValueError(f"warmup ({cfg['warmup']}) must be shorter than epochs ({cfg['epochs']})")
@@ -151,10 +201,14 @@ def build_layers(cfg: dict[str, Any], n_in: int | tuple[int, int, int],
                  n_out: int) -> list[Layer]:
     """The network a config describes, for inputs of ``n_in`` features (or shape (C, H, W)).
 
+    ``layers``: exactly the layers listed (as in a model file), when the config gives them.
     ``mlp``: Dense [BatchNorm] activation [Dropout] per hidden size, then Dense to the outputs.
-    ``cnn``: per entry of ``channels`` a 3x3 Conv2D (padding 1) [BatchNorm] activation, then
-    2x2 max-pooling, Flatten [Dropout], then the ``mlp`` part on the flattened features.
+    ``cnn``: per entry of ``channels`` a 3x3 Conv2D (padding 1) [BatchNorm] activation, and a
+    2x2 max-pool after each of them (``pool = "each"``) or once after the last
+    (``pool = "last"``); then Flatten [Dropout], then the ``mlp`` part on the flattened features.
     """
+    if cfg.get("layers") is not None:
+        return [build_layer(spec) for spec in cfg["layers"]]
     act = ACTIVATIONS[cfg["activation"]]
     init = "he_normal" if cfg["activation"] in ("relu", "leaky_relu", "gelu") else "glorot_uniform"
     layers: list[Layer] = []
@@ -168,10 +222,20 @@ def build_layers(cfg: dict[str, Any], n_in: int | tuple[int, int, int],
                 layers.append(BatchNorm(ch))
             layers.append(act())
             c = ch
-        layers += [MaxPool2D(2), Flatten()]
+            if cfg["pool"] == "each":
+                layers.append(MaxPool2D(2))
+                h, w = h // 2, w // 2
+        if cfg["pool"] == "last":
+            layers.append(MaxPool2D(2))
+            h, w = h // 2, w // 2
+        if h < 1 or w < 1:
+            raise ValueError(f"{len(cfg['channels'])} conv blocks, each pooled 2x2, shrink a "
+                             f"{n_in[1]}x{n_in[2]} image to nothing; use fewer channels entries "
+                             "or pool = 'last'")
+        layers.append(Flatten())
         if cfg["dropout"]:
             layers.append(Dropout(cfg["dropout"]))
-        n_in = c * (h // 2) * (w // 2)
+        n_in = c * h * w
     elif not isinstance(n_in, int):
         n_in = int(np.prod(n_in))
     for h in cfg["hidden"]:

@@ -8,36 +8,47 @@ from typing import Any
 
 import numpy as np
 
-from .config import build_layers, build_optimizer, build_schedule
-from .data import RandomShift, apply_preprocessing, digits_preprocessing
+from .config import build_optimizer, build_schedule
+from .data import apply_preprocessing, load_dataset
 from .losses import SoftmaxCrossEntropy
-from .model import Sequential
+from .recipe import build_augment, build_model
+
+
+def load_whole(name: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Every example of dataset ``name`` (its train and test parts) in raw pixels, and its info.
+
+    For the digits this is scikit-learn's 1,797 images in their original order."""
+    split = load_dataset(name)
+    if name == "digits":
+        from sklearn.datasets import load_digits
+
+        X, y = load_digits(return_X_y=True)
+        return X, y.astype(np.int64), split.info
+    return (np.concatenate([split.X_train, split.X_test]),
+            np.concatenate([split.y_train, split.y_test]), split.info)
 
 
 def cross_validate(cfg: dict[str, Any], folds: int, out: Path,
                    verbose: bool = False) -> dict[str, Any]:
-    """Train ``cfg`` on each of ``folds`` stratified folds of the whole digits dataset.
+    """Train ``cfg`` on each of ``folds`` stratified folds of the whole dataset ``cfg["dataset"]``.
 
     Each fold trains on the other folds and records the held-out fold's loss and accuracy every
     epoch. Writes ``cv.json`` (per fold and mean +- std accuracy) and ``cv_curves.png`` into
     ``out``; returns what ``cv.json`` holds.
     """
-    from sklearn.datasets import load_digits
     from sklearn.model_selection import StratifiedKFold
 
-    X_raw, y = load_digits(return_X_y=True)
-    X = apply_preprocessing(X_raw, digits_preprocessing())
+    X_raw, y, info = load_whole(cfg["dataset"])
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=cfg["seed"])
-    results, histories = [], []
-    for k, (train, val) in enumerate(splitter.split(X, y)):
-        shape = (1, 8, 8) if cfg["arch"] == "cnn" else (X.shape[1],)
-        model = Sequential(build_layers(cfg, shape if cfg["arch"] == "cnn" else X.shape[1], 10),
-                           input_shape=shape, seed=cfg["seed"], dtype=cfg["dtype"])
+    results, histories, X = [], [], None
+    for k, (train, val) in enumerate(splitter.split(X_raw, y)):
+        model = build_model(cfg, info)
+        if X is None:
+            X = apply_preprocessing(X_raw, model.preprocessing, model.dtype)
         h = model.fit(X[train], y[train], epochs=cfg["epochs"], batch_size=cfg["batch_size"],
                       optimizer=build_optimizer(cfg), loss=SoftmaxCrossEntropy(),
                       schedule=build_schedule(cfg), validation_data=(X[val], y[val]),
-                      verbose=verbose, augment=RandomShift((1, 8, 8), cfg["augment"])
-                      if cfg["augment"] else None)
+                      verbose=verbose, augment=build_augment(cfg, model, info))
         results.append({"fold": k + 1, "n_train": int(len(train)), "n_val": int(len(val)),
                         "val_accuracy": model.score(X[val], y[val]),
                         "val_loss": h["val_loss"][-1]})
@@ -45,7 +56,7 @@ def cross_validate(cfg: dict[str, Any], folds: int, out: Path,
     accs = np.array([r["val_accuracy"] for r in results])
     summary = {"folds": results, "mean_accuracy": float(accs.mean()),
                "std_accuracy": float(accs.std(ddof=1)) if folds > 1 else 0.0,
-               "config": cfg, "n_examples": int(len(y))}
+               "config": cfg, "dataset": cfg["dataset"], "n_examples": int(len(y))}
     out.mkdir(parents=True, exist_ok=True)
     (out / "cv.json").write_text(json.dumps(summary, indent=2) + "\n")
     _plot(histories, out / "cv_curves.png")

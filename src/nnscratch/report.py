@@ -73,7 +73,7 @@ def plot_weight_histograms(weights: Mapping[str, np.ndarray], path: Path) -> Non
     _save(fig, path)
 
 
-def _image_grid(images: np.ndarray, titles: list[str], path: Path, suptitle: str,
+def _image_grid(images: Sequence[np.ndarray], titles: list[str], path: Path, suptitle: str,
                 cmap: str, cols: int = 8) -> None:
     n = len(images)
     rows = (n + cols - 1) // cols
@@ -95,7 +95,7 @@ def plot_filters(W: np.ndarray, path: Path) -> None:
 
 def plot_feature_maps(image: np.ndarray, maps: np.ndarray, path: Path) -> None:
     """One example (H, W) and the feature maps (O, H', W') the first conv layer makes of it."""
-    _image_grid(np.concatenate([image[None], maps]), ["input"] + [f"map {o}" for o in
+    _image_grid([image, *maps], ["input"] + [f"map {o}" for o in
                 range(len(maps))], path, "Feature maps of one example (first conv layer)",
                 cmap="viridis")
 
@@ -115,29 +115,43 @@ def plot_confusion_matrix(cm: np.ndarray, path: Path) -> None:
     _save(fig, path)
 
 
+def _as_picture(row: np.ndarray, shape: Sequence[int] | None) -> np.ndarray:
+    """A raw input row -> (H, W) grey levels, or (H, W, 3) RGB in [0, 1] for 3-channel images."""
+    if shape is None:  # square single-channel images
+        side = int(round(np.sqrt(row.size)))
+        return row.reshape(side, side)
+    c, h, w = shape
+    if c == 3:
+        img = row.reshape(3, h, w).transpose(1, 2, 0)
+        return img / max(float(img.max()), 1e-12)
+    return row.reshape(c, h, w)[0]
+
+
 def _digit_grid(images: np.ndarray, titles: list[str], path: Path, suptitle: str,
-                colors: list[str] | None = None, cols: int = 10) -> None:
+                colors: list[str] | None = None, cols: int = 10,
+                shape: Sequence[int] | None = None) -> None:
     n = max(1, len(images))
     rows = (n + cols - 1) // cols
     fig = Figure(figsize=(1.3 * cols, 1.5 * rows + 0.5))
-    side = int(round(np.sqrt(images.shape[1]))) if len(images) else 8
     for i, (img, title) in enumerate(zip(images, titles, strict=True)):
         ax = fig.add_subplot(rows, cols, i + 1)
-        ax.imshow(img.reshape(side, side), cmap="gray_r", interpolation="nearest")
+        ax.imshow(_as_picture(img, shape), cmap="gray_r", interpolation="nearest")
         ax.set_title(title, fontsize=8, color=(colors[i] if colors else "black"))
         ax.axis("off")
     fig.suptitle(suptitle)
     _save(fig, path)
 
 
-def plot_sample_digits(X: np.ndarray, y: np.ndarray, path: Path, per_class: int = 2) -> None:
-    """A few examples of every class."""
+def plot_sample_digits(X: np.ndarray, y: np.ndarray, path: Path, per_class: int = 2,
+                       shape: Sequence[int] | None = None) -> None:
+    """A few examples of every class (``shape``: one input's (C, H, W); default square grey)."""
     idx = [i for c in np.unique(y) for i in np.flatnonzero(y == c)[:per_class]]
-    _digit_grid(X[idx], [f"label {y[i]}" for i in idx], path, "Sample digits")
+    _digit_grid(X[idx], [f"label {y[i]}" for i in idx], path, "Sample images", shape=shape)
 
 
 def plot_sample_predictions(X: np.ndarray, y_true: np.ndarray, proba: np.ndarray, path: Path,
-                            n_correct: int = 10, n_wrong: int = 10) -> None:
+                            n_correct: int = 10, n_wrong: int = 10,
+                            shape: Sequence[int] | None = None) -> None:
     """Correct predictions (green) and wrong ones (red), each with its confidence."""
     pred = proba.argmax(axis=1)
     right, wrong = np.flatnonzero(pred == y_true)[:n_correct], np.flatnonzero(pred != y_true)[:n_wrong]
@@ -145,7 +159,8 @@ def plot_sample_predictions(X: np.ndarray, y_true: np.ndarray, proba: np.ndarray
     titles = [f"pred {pred[i]} ({proba[i, pred[i]]:.0%})\ntrue {y_true[i]}" for i in idx]
     colors = ["green"] * len(right) + ["red"] * len(wrong)
     _digit_grid(X[idx], titles, path,
-                f"Sample predictions: {len(right)} correct, {len(wrong)} wrong shown", colors)
+                f"Sample predictions: {len(right)} correct, {len(wrong)} wrong shown", colors,
+                shape=shape)
 
 
 def write_history_csv(history: Mapping[str, Sequence[float]], path: Path) -> None:
@@ -162,8 +177,11 @@ def write_report(out: Path, *, history: Mapping[str, Sequence[float]], n_classes
                  proba_test: np.ndarray, X_test_raw: np.ndarray,
                  extra: Mapping[str, Any],
                  weights: Mapping[str, np.ndarray] | None = None,
-                 conv: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
-    """Write every report file into ``out``; returns the metrics written to metrics.json."""
+                 conv: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+                 image_shape: Sequence[int] | None = None) -> dict[str, Any]:
+    """Write every report file into ``out``; returns the metrics written to metrics.json.
+
+    ``X_test_raw`` rows are pictures of ``image_shape`` (C, H, W) (default: square, grey)."""
     out.mkdir(parents=True, exist_ok=True)
     pred_test = proba_test.argmax(axis=1)
     cm = metrics.confusion_matrix(y_test, pred_test, n_classes)
@@ -193,6 +211,7 @@ def write_report(out: Path, *, history: Mapping[str, Sequence[float]], n_classes
         plot_filters(conv[0], out / "filters.png")
         plot_feature_maps(conv[1], conv[2], out / "feature_maps.png")
     plot_confusion_matrix(cm, out / "confusion_matrix.png")
-    plot_sample_digits(X_test_raw, y_test, out / "sample_digits.png")
-    plot_sample_predictions(X_test_raw, y_test, proba_test, out / "sample_predictions.png")
+    plot_sample_digits(X_test_raw, y_test, out / "sample_digits.png", shape=image_shape)
+    plot_sample_predictions(X_test_raw, y_test, proba_test, out / "sample_predictions.png",
+                            shape=image_shape)
     return result

@@ -40,6 +40,10 @@ def digits_preprocessing() -> dict:
             "scale": 1.0 / DIGITS_MAX}
 
 
-def apply_preprocessing(X_raw: np.ndarray, preprocessing: dict) -> np.ndarray:
-    """Raw dataset-scale inputs -> model inputs, as recorded in a model's ``preprocessing``."""
-    return np.asarray(X_raw, dtype=np.float64) * float(preprocessing.get("scale", 1.0))
+def apply_preprocessing(X_raw: np.ndarray, preprocessing: dict,
+                        dtype: np.dtype | type = np.float64) -> np.ndarray:
+    """Raw dataset-scale inputs -> model inputs (in ``dtype``), as recorded in a model's
+    ``preprocessing``: ``X_raw * scale``."""
+    X = np.array(X_raw, dtype=dtype)
+    X *= np.asarray(float(preprocessing.get("scale", 1.0)), dtype=X.dtype)
+    return X

@@ -1,4 +1,7 @@
-"""Turn a picture of a digit into the 8x8 digits format, the way the dataset was made.
+"""Turn a picture into a dataset's format, the way the dataset was made.
+
+For MNIST (28x28) see :func:`mnist_format`; other image datasets are simply resized
+(:func:`image_to_array`). For the 8x8 digits:
 
 The UCI/scikit-learn digits come from 32x32 binary bitmaps of handwritten digits, each divided
 into 64 non-overlapping 4x4 blocks whose count of ink pixels (0..16) is one feature. We redo that
@@ -17,6 +20,7 @@ on any picture:
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -48,8 +52,12 @@ def grey_levels(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("L"), dtype=np.float64) / 255.0
 
 
-def ink_mask(grey: np.ndarray) -> np.ndarray:
-    """Boolean mask of ink pixels (steps 2 and 3)."""
+def ink_levels(grey: np.ndarray) -> np.ndarray:
+    """Ink in [0, 1]: 0 for the background level, 1 for the strongest ink (step 2).
+
+    The border of the picture is background: if it is light the ink is dark (ink = 1 - grey),
+    otherwise light (ink = grey). Raises :class:`InputError` if there is no contrast.
+    """
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     background = float(np.median(border))
     ink = 1.0 - grey if background > 0.5 else grey
@@ -57,7 +65,12 @@ def ink_mask(grey: np.ndarray) -> np.ndarray:
     strongest = float(ink.max())
     if strongest - ink_bg < 0.1:
         raise InputError("no digit found in the image (it is blank or has no contrast)")
-    return ink > (ink_bg + strongest) / 2
+    return np.clip((ink - ink_bg) / (strongest - ink_bg), 0.0, 1.0)
+
+
+def ink_mask(grey: np.ndarray) -> np.ndarray:
+    """Boolean mask of ink pixels: ink above the midpoint of background and strongest ink (3)."""
+    return ink_levels(grey) > 0.5
 
 
 def normalised_bitmap(mask: np.ndarray, box: int = BOX) -> np.ndarray:
@@ -81,12 +94,74 @@ def block_counts(bitmap: np.ndarray, block: int = BLOCK) -> np.ndarray:
     return bitmap.reshape(n, block, n, block).sum(axis=(1, 3))
 
 
+def _as_image(img: Image.Image | str | os.PathLike[str], convert: Any) -> np.ndarray:
+    """``convert(img)`` for a PIL image or a path, with errors naming the path."""
+    if isinstance(img, Image.Image):
+        return convert(img)
+    try:
+        return convert(read_image(img))
+    except InputError as exc:
+        raise InputError(f"{img}: {exc}") from None
+
+
 def image_to_digits8x8(img: Image.Image | str | os.PathLike[str]) -> np.ndarray:
     """A picture of one digit (any size, dark or light background) -> (8, 8) floats in 0..16."""
-    if not isinstance(img, Image.Image):
-        path, img = img, read_image(img)
-        try:
-            return image_to_digits8x8(img)
-        except InputError as exc:
-            raise InputError(f"{path}: {exc}") from None
-    return block_counts(normalised_bitmap(ink_mask(grey_levels(img)))).astype(np.float64)
+    return _as_image(img, lambda im: block_counts(normalised_bitmap(ink_mask(grey_levels(im))))
+                     .astype(np.float64))
+
+
+# -- MNIST's format ------------------------------------------------------------------------------
+MNIST_SIDE = 28   # the image
+MNIST_BOX = 20    # the box the digit is fitted into, keeping its aspect ratio
+
+
+def mnist_format(ink: np.ndarray) -> np.ndarray:
+    """Ink levels in [0, 1] (any size) -> a 28x28 MNIST-style digit, grey levels 0..255.
+
+    As MNIST was made: crop to the ink, scale (anti-aliased, keeping the aspect ratio) so the
+    longer side is 20 pixels, then place it in a 28x28 field so that its centre of mass falls on
+    the centre pixel (14, 14). Light ink on a dark (0) background, as in MNIST.
+    """
+    from scipy import ndimage
+
+    rows, cols = np.flatnonzero((ink > 0.2).any(axis=1)), np.flatnonzero((ink > 0.2).any(axis=0))
+    if len(rows) == 0:
+        raise InputError("no digit found in the image (it is blank or has no contrast)")
+    crop = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].astype(np.float32)
+    h, w = crop.shape
+    scale = MNIST_BOX / max(h, w)
+    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    small = np.asarray(Image.fromarray(crop, mode="F").resize((new_w, new_h),
+                                                             Image.Resampling.LANCZOS))
+    small = np.clip(small, 0.0, 1.0)
+    # a field wide enough that any shift of the box stays inside it, then a 28x28 window
+    # whose centre (14, 14) is the digit's centre of mass
+    pad = MNIST_SIDE
+    field = np.zeros((new_h + 2 * pad, new_w + 2 * pad))
+    field[pad:pad + new_h, pad:pad + new_w] = small
+    cy, cx = ndimage.center_of_mass(field)
+    top, left = round(cy) - MNIST_SIDE // 2, round(cx) - MNIST_SIDE // 2
+    return field[top:top + MNIST_SIDE, left:left + MNIST_SIDE] * 255.0
+
+
+def image_to_mnist28x28(img: Image.Image | str | os.PathLike[str]) -> np.ndarray:
+    """A picture of one digit (any size, dark or light background) -> (28, 28) floats 0..255."""
+    return _as_image(img, lambda im: mnist_format(ink_levels(grey_levels(im))))
+
+
+def image_to_array(img: Image.Image | str | os.PathLike[str], shape: tuple[int, int, int]) -> np.ndarray:
+    """Any picture -> (C, H, W) floats 0..255: grey (C = 1) or RGB (C = 3), resized to H x W."""
+    c, h, w = shape
+    if c not in (1, 3):
+        raise InputError(f"pictures can only be read as 1 (grey) or 3 (RGB) channels, the model "
+                         f"takes {c}")
+
+    def convert(im: Image.Image) -> np.ndarray:
+        if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+            rgba = im.convert("RGBA")
+            im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+        im = im.convert("L" if c == 1 else "RGB").resize((w, h), Image.Resampling.LANCZOS)
+        arr = np.asarray(im, dtype=np.float64)
+        return arr[None] if c == 1 else arr.transpose(2, 0, 1)
+
+    return _as_image(img, convert)
