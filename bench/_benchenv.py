@@ -96,3 +96,30 @@ def write_result(path: Path, result: dict) -> None:
 def format_blas(blas: list[dict]) -> str:
     return "; ".join(f"{b['internal_api']} {b['version']} ({b['prefix']}, "
                      f"{b['architecture'] or '-'}, {b['num_threads']} threads)" for b in blas)
+
+
+def spawn_worker(script: str, *args: str) -> dict:
+    """Run ``python SCRIPT --worker ... ARGS`` in a fresh interpreter (the environment passed
+    through untouched) and return the JSON object its last ``{...}`` line prints."""
+    import sys
+
+    cmd = [sys.executable, str(Path(script).resolve()), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"worker {' '.join(args)} failed (exit {proc.returncode}):\n"
+                           f"{proc.stderr[-3000:]}")
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"worker {' '.join(args)} printed no result:\n{proc.stdout}\n"
+                           f"{proc.stderr[-3000:]}")
+    return json.loads(lines[-1])
+
+
+def torch_info() -> dict | None:
+    """PyTorch's version and thread count, if it is installed (benchmarks only)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return {"torch": torch.__version__, "num_threads": torch.get_num_threads(),
+            "num_interop_threads": torch.get_num_interop_threads()}

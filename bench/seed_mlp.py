@@ -1,8 +1,11 @@
-"""Training speed on the seed task: nnscratch against scikit-learn's MLPClassifier.
+"""Training speed on the seed task: nnscratch against scikit-learn's MLPClassifier and PyTorch.
 
-Both train the same network (64-32-10, ReLU, softmax cross-entropy) with the same plain
+All train the same network (64-32-10, ReLU, softmax cross-entropy) with the same plain
 mini-batch SGD (batch 32, lr 0.1, no momentum, no L2, shuffled every epoch) for the same number of
-epochs on the digits seed split (inputs scaled to [0, 1], float32 for both).
+epochs on the digits seed split (inputs scaled to [0, 1], float32 for all). PyTorch (when it is
+installed; it is not a dependency) runs a plain CPU eager loop with 1 thread
+(``torch.set_num_threads(1)``: as fast as 2 for this tiny net and far less noisy), shuffling
+with a NumPy generator and slicing batches as nnscratch does.
 
 Every timing runs in its own fresh subprocess (``--worker``): two OpenMP/BLAS runtimes warming up
 in one process disturb each other, and a fresh process gives each contender the same start. Runs
@@ -36,8 +39,9 @@ from _benchenv import blas_info, environment, format_blas, write_result
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "results" / "seed_mlp.json"
-CONTENDERS = ("nnscratch", "sklearn")
-TARGET_RATIO = 6.0  # nnscratch must be at least this many times faster than scikit-learn
+CONTENDERS = ("nnscratch", "sklearn", "torch")
+TARGET_RATIO = 10.0  # nnscratch must be at least this many times faster than scikit-learn
+TARGET_TORCH = 15.0  # ... and than PyTorch (issue 5)
 BATCH_SIZE = 32
 LR = 0.1
 HIDDEN = 32
@@ -100,8 +104,37 @@ def run_sklearn(epochs: int) -> dict:
             "train_loss": float(clf.loss_), "dtype": str(clf.coefs_[0].dtype)}
 
 
+def run_torch(epochs: int) -> dict:
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(1)
+    torch.manual_seed(SEED)
+    X, y, X_test, y_test = _data()
+    net = torch.nn.Sequential(torch.nn.Linear(64, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, 10))
+    opt = torch.optim.SGD(net.parameters(), lr=LR)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    rng = np.random.default_rng(SEED)
+    c0, t0 = time.process_time(), time.perf_counter()
+    for _ in range(epochs):
+        order = torch.from_numpy(rng.permutation(len(X)))
+        Xs, ys = Xt[order], yt[order]
+        for i in range(0, len(X), BATCH_SIZE):
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(net(Xs[i:i + BATCH_SIZE]), ys[i:i + BATCH_SIZE])
+            loss.backward()
+            opt.step()
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    with torch.no_grad():
+        acc = float((net(torch.from_numpy(X_test)).argmax(1).numpy() == y_test).mean())
+    return {"seconds": seconds, "cpu_seconds": cpu, "epochs": epochs,
+            "steps": epochs * math.ceil(X.shape[0] / BATCH_SIZE), "test_accuracy": acc,
+            "train_loss": float(loss), "dtype": "float32", "torch": torch.__version__}
+
+
 def worker(name: str, epochs: int) -> None:
-    result = {"nnscratch": run_nnscratch, "sklearn": run_sklearn}[name](epochs)
+    result = {"nnscratch": run_nnscratch, "sklearn": run_sklearn, "torch": run_torch}[name](epochs)
     result["contender"] = name
     result["blas"] = blas_info()
     print(json.dumps(result))
@@ -146,17 +179,28 @@ def main(argv: list[str] | None = None) -> int:
     print(f"BLAS: {format_blas(env['blas'])}")
     print(f"each timing = fit() only, in a fresh subprocess; {args.pairs} alternating pairs\n")
 
+    import importlib.util
+
+    contenders = [c for c in CONTENDERS if c != "torch" or importlib.util.find_spec("torch")]
+    if "torch" not in contenders:
+        print("(PyTorch is not installed: the torch contender is skipped)")
     pairs = []
-    header = f"{'pair':>4}  {'nnscratch s':>11}  {'sklearn s':>9}  {'sklearn/nnscratch':>17}"
+    header = (f"{'pair':>4}  {'nnscratch s':>11}  {'sklearn s':>9}  {'sklearn/nnscratch':>17}"
+              + (f"  {'torch s':>8}  {'torch/nnscratch':>15}" if "torch" in contenders else ""))
     print(header)
     print("-" * len(header))
     try:
         for i in range(args.pairs):
-            run = {name: spawn(name, args.epochs) for name in CONTENDERS}  # in CONTENDERS order
+            run = {name: spawn(name, args.epochs) for name in contenders}  # in CONTENDERS order
             ratio = run["sklearn"]["seconds"] / run["nnscratch"]["seconds"]
-            pairs.append({"pair": i + 1, **run, "ratio": ratio})
-            print(f"{i + 1:>4}  {run['nnscratch']['seconds']:>11.3f}  "
-                  f"{run['sklearn']['seconds']:>9.3f}  {ratio:>16.2f}x", flush=True)
+            pair = {"pair": i + 1, **run, "ratio": ratio}
+            line = (f"{i + 1:>4}  {run['nnscratch']['seconds']:>11.3f}  "
+                    f"{run['sklearn']['seconds']:>9.3f}  {ratio:>16.2f}x")
+            if "torch" in run:
+                pair["torch_ratio"] = run["torch"]["seconds"] / run["nnscratch"]["seconds"]
+                line += f"  {run['torch']['seconds']:>8.3f}  {pair['torch_ratio']:>14.2f}x"
+            pairs.append(pair)
+            print(line, flush=True)
     except RuntimeError as exc:
         print(f"\nERROR: {exc}", file=sys.stderr)
         return 1
@@ -168,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         pr["cpu_ratio"] = pr["sklearn"]["cpu_seconds"] / pr["nnscratch"]["cpu_seconds"]
     median_cpu_ratio = statistics.median(pr["cpu_ratio"] for pr in pairs)
     summary = {}
-    for name in CONTENDERS:
+    for name in contenders:
         runs = [pr[name] for pr in pairs]
         sec = statistics.median(r["seconds"] for r in runs)
         summary[name] = {
@@ -186,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
           f"(min {min(pr['ratio'] for pr in pairs):.2f}x, "
           f"max {max(pr['ratio'] for pr in pairs):.2f}x)")
     print(f"(for reference, median ratio of process CPU times: {median_cpu_ratio:.2f}x)")
-    for name in CONTENDERS:
+    for name in contenders:
         s = summary[name]
         acc = sorted(set(round(a, 4) for a in s["test_accuracy"]))
         print(f"{name:>9}: {s['median_us_per_step']:7.1f} us/step (median {s['median_seconds']:.3f}"
@@ -197,15 +241,23 @@ def main(argv: list[str] | None = None) -> int:
     note = "" if default_config else "  (non-default --epochs: indicative only)"
     print(f"\nTARGET sklearn/nnscratch >= {TARGET_RATIO:g}x: {verdict} "
           f"(median {median_ratio:.2f}x){note}")
+    torch_target = None
+    if "torch" in contenders:
+        median_torch = statistics.median(pr["torch_ratio"] for pr in pairs)
+        torch_verdict = "PASS" if median_torch >= TARGET_TORCH else "FAIL"
+        torch_target = {"ratio_at_least": TARGET_TORCH, "median_ratio": median_torch,
+                        "verdict": torch_verdict}
+        print(f"TARGET torch/nnscratch >= {TARGET_TORCH:g}x: {torch_verdict} "
+              f"(median {median_torch:.2f}x){note}")
 
-    worker_blas = {json.dumps(pr[n]["blas"], sort_keys=True) for pr in pairs for n in CONTENDERS}
+    worker_blas = {json.dumps(pr[n]["blas"], sort_keys=True) for pr in pairs for n in contenders}
     result = {
         "benchmark": "seed_mlp",
         "config": {"architecture": [64, HIDDEN, 10], "activation": "relu",
                    "loss": "softmax cross-entropy", "optimizer": f"SGD(lr={LR}), no momentum",
                    "batch_size": BATCH_SIZE, "epochs": args.epochs, "pairs": args.pairs,
                    "seed": SEED, "dtype": "float32", "data": "digits seed split, X/16",
-                   "order": "alternating nnscratch, sklearn per pair; fresh subprocess each",
+                   "order": "in turn nnscratch, sklearn, torch per pair; fresh subprocess each",
                    "timed": "fit() call only"},
         "environment": env,
         "worker_blas_consistent": len(worker_blas) == 1,
@@ -215,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         "median_cpu_ratio": median_cpu_ratio,
         "target": {"ratio_at_least": TARGET_RATIO, "passed": passed, "verdict": verdict,
                    "default_config": default_config},
+        "torch_target": torch_target,
     }
     write_result(args.out, result)
     return 0

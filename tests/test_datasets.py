@@ -332,3 +332,14 @@ config = {{n_in = 3, n_out = 3}}
     (tmp_path / "bad2.toml").write_text('layers = [{type = "Denes"}]')
     code, _, err = _cli(capsys, "train", "--config", tmp_path / "bad2.toml", "--quiet")
     assert code == 1 and "unknown layer type 'Denes'" in err, err
+
+
+@pytest.mark.parametrize("config,dataset", [("digits_cnn.toml", "digits"), ("mnist5k_cnn.toml", "mnist5k")])
+def test_arch_cnn_means_the_shipped_config(config, dataset):
+    # `nnscratch train --arch cnn --dataset D` trains exactly what configs/D_cnn.toml describes
+    from pathlib import Path
+
+    from nnscratch.config import load_toml
+
+    path = Path(__file__).resolve().parents[1] / "configs" / config
+    assert train_config(load_toml(str(path))) == train_config({"arch": "cnn", "dataset": dataset})

@@ -100,10 +100,10 @@ CNN_DEFAULTS: dict[str, dict[str, Any]] = {
     "digits": {"channels": [32, 64], "pool": "last", "hidden": [], "batch_norm": True,
                "dropout": 0.3, "augment": 1, "optimizer": "adam", "lr": 0.001,
                "schedule": "cosine", "epochs": 60, "batch_size": 32},
-    "mnist": {"channels": [32, 64], "pool": "each", "hidden": [], "batch_norm": True,
+    "mnist": {"channels": [32, 64], "pool": "each", "hidden": [128], "batch_norm": True,
               "dropout": 0.3, "augment": 2, "optimizer": "adam", "lr": 0.001,
               "schedule": "cosine", "epochs": 30, "batch_size": 64},
-    "cifar10": {"channels": [32, 64, 128], "pool": "each", "hidden": [], "batch_norm": True,
+    "cifar10": {"channels": [32, 64, 128], "pool": "each", "hidden": [128], "batch_norm": True,
                 "dropout": 0.3, "augment": 2, "optimizer": "adam", "lr": 0.001,
                 "schedule": "cosine", "epochs": 30, "batch_size": 64},
 }
