@@ -84,8 +84,9 @@ def run_torch(data: str, epochs: int) -> dict:
         if name == "Conv2D":
             layers.append(torch.nn.Conv2d(c["in_channels"], c["out_channels"], c["kernel_size"],
                                           c["stride"], c["padding"]))
-        elif name == "BatchNorm":
-            layers.append(torch.nn.BatchNorm2d(c["num_features"]))
+        elif name == "BatchNorm":  # 1d after Flatten, 2d on images
+            flat = any(isinstance(t, torch.nn.Flatten) for t in layers)
+            layers.append((torch.nn.BatchNorm1d if flat else torch.nn.BatchNorm2d)(c["num_features"]))
         elif name == "ReLU":
             layers.append(torch.nn.ReLU())
         elif name == "MaxPool2D":
