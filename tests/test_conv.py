@@ -59,10 +59,15 @@ def naive_conv_backward(x, W, stride, padding, g):
     return dxp[:, :, ph:ph + h, pw:pw + w], dW, db
 
 
-def _layer(c, o, k, s, p, rng, dtype="float64"):
+def _layer(c, o, k, s, p, rng, dtype="float64", batch_first=None):
     layer = Conv2D(c, o, k, s, p, seed=int(rng.integers(1000)), dtype=dtype)
     layer.params["b"][...] = rng.standard_normal(o)  # a non-zero bias too
+    if batch_first is not None:  # force one of the two layouts (by default chosen from C*kH*kW)
+        layer.batch_first = batch_first
     return layer
+
+
+LAYOUTS = pytest.mark.parametrize("batch_first", [True, False], ids=["batch-first", "batch-last"])
 
 
 # (N, C, H, W, O, kernel_size, stride, padding)
@@ -94,8 +99,9 @@ CASES += [_random_case(seed) for seed in range(8)]
 
 
 @pytest.mark.parametrize("n,c,h,w,o,k,s,p", CASES)
-def test_vectorised_equals_naive(n, c, h, w, o, k, s, p, rng):
-    layer = _layer(c, o, k, s, p, rng)
+@LAYOUTS
+def test_vectorised_equals_naive(n, c, h, w, o, k, s, p, rng, batch_first):
+    layer = _layer(c, o, k, s, p, rng, batch_first=batch_first)
     x = rng.standard_normal((n, c, h, w))
     Wt, b = layer.params["W"], layer.params["b"]
     y = layer.forward(x, training=True)
@@ -113,8 +119,9 @@ def test_vectorised_equals_naive(n, c, h, w, o, k, s, p, rng):
 
 @pytest.mark.parametrize("k,s,p", [(3, 1, 0), (3, 1, 1), (3, 2, 1), ((3, 2), (2, 1), (0, 2)),
                                    (2, 3, 2), (1, 2, 1)])
-def test_gradients(k, s, p, rng):
-    layer = _layer(2, 3, k, s, p, rng)
+@LAYOUTS
+def test_gradients(k, s, p, rng, batch_first):
+    layer = _layer(2, 3, k, s, p, rng, batch_first=batch_first)
     result = check_layer(layer, rng.standard_normal((2, 2, 6, 5)), rng)
     assert result.ok, str(result)
     assert set(result.errors) == {"x", "W", "b"}
@@ -136,18 +143,21 @@ class _ShiftedInputGrad(Conv2D):
         return np.roll(super().backward(grad_y, input_grad), 1, axis=3)
 
 
+@LAYOUTS
 @pytest.mark.parametrize("cls,broken", [(_FlippedKernelGrad, "W"), (_ShiftedInputGrad, "x")])
-def test_negative_controls_fail_the_check(cls, broken, rng):
+def test_negative_controls_fail_the_check(cls, broken, rng, batch_first):
     layer = cls(2, 3, 3, 1, 1, seed=0, dtype="float64")
+    layer.batch_first = batch_first
     result = check_layer(layer, rng.standard_normal((2, 2, 5, 6)), rng)
     assert not result.ok and result.errors[broken] > 1e-2, str(result)
     assert all(e < 1e-6 for name, e in result.errors.items() if name != broken)  # only that part
 
 
 @pytest.mark.parametrize("n,c,h,w,o,k,s,p", [CASES[i] for i in (1, 2, 3, 4, 7, 9)])
-def test_matches_pytorch(n, c, h, w, o, k, s, p, rng):
+@LAYOUTS
+def test_matches_pytorch(n, c, h, w, o, k, s, p, rng, batch_first):
     torch = pytest.importorskip("torch")
-    layer = _layer(c, o, k, s, p, rng)
+    layer = _layer(c, o, k, s, p, rng, batch_first=batch_first)
     conv = torch.nn.Conv2d(c, o, k, s, p).double()
     with torch.no_grad():  # the same weight layout: (out, in, kH, kW)
         conv.weight.copy_(torch.tensor(layer.params["W"]))
@@ -221,9 +231,10 @@ def test_float32_stays_float32(rng):
     np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-5)
 
 
-def test_workspaces_do_not_leak_between_calls(rng):
+@LAYOUTS
+def test_workspaces_do_not_leak_between_calls(rng, batch_first):
     """Alternating batch sizes, and a prediction between forward and backward, change nothing."""
-    layer = _layer(2, 3, 3, 1, 1, rng)
+    layer = _layer(2, 3, 3, 1, 1, rng, batch_first=batch_first)
     Wt, b = layer.params["W"], layer.params["b"]
     xs = [rng.standard_normal((n, 2, 6, 6)) for n in (4, 3, 4)]
     for x in xs:
@@ -239,6 +250,11 @@ def test_workspaces_do_not_leak_between_calls(rng):
         np.testing.assert_allclose(layer.grads["W"], dW_ref, atol=1e-10)
     assert layer.backward(g, input_grad=False) is None   # grads are still filled
     np.testing.assert_allclose(layer.grads["b"], db_ref, atol=1e-10)
+
+
+def test_the_layout_is_chosen_from_the_product_size():
+    assert Conv2D(1, 32, 3).batch_first and Conv2D(3, 32, 3).batch_first  # K = 9, 27
+    assert not Conv2D(32, 64, 3).batch_first                               # K = 288
 
 
 @pytest.mark.parametrize("init,std", [("he_normal", np.sqrt(2 / (16 * 9))),

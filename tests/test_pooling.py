@@ -126,3 +126,40 @@ def test_against_pytorch(rng):
         if isinstance(ours, BatchNorm):
             np.testing.assert_allclose(ours.state["running_var"], theirs.running_var.numpy(),
                                        atol=1e-12)
+
+
+@pytest.mark.parametrize("act", ["ReLU", "LeakyReLU", "Tanh", "Sigmoid"])
+def test_max_pool_commutes_with_monotonic_activations(act, rng):
+    # build_layers puts MaxPool2D before a non-decreasing activation (cheaper): the function and
+    # the input gradient must be those of the usual order, ties at zero included
+    from nnscratch import layers as L
+
+    x = rng.standard_normal((3, 2, 6, 6))
+    x[0, 0, :2, :2] = 0.0       # a window of ties
+    x[1] = -np.abs(x[1])        # windows all <= 0: ReLU sends no gradient
+    g = rng.standard_normal((3, 2, 3, 3))
+    usual = [getattr(L, act)(), MaxPool2D(2)]
+    swapped = [MaxPool2D(2), getattr(L, act)()]
+    outs, grads = [], []
+    for stack in (usual, swapped):
+        h = x
+        for layer in stack:
+            h = layer.forward(h, training=True)
+        d = g
+        for layer in reversed(stack):
+            d = layer.backward(d)
+        outs.append(h.copy())
+        grads.append(d.copy())
+    np.testing.assert_array_equal(outs[0], outs[1])
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-12, atol=1e-15)
+
+
+def test_build_layers_swaps_only_for_monotonic_activations():
+    from nnscratch.config import build_layers, train_config
+
+    def names(**kw):
+        cfg = train_config({"arch": "cnn", "dataset": "mnist5k", **kw})
+        return [type(layer).__name__ for layer in build_layers(cfg, (1, 28, 28), 10)]
+
+    assert names()[:4] == ["Conv2D", "BatchNorm", "MaxPool2D", "ReLU"]
+    assert names(activation="gelu")[:4] == ["Conv2D", "BatchNorm", "GELU", "MaxPool2D"]

@@ -66,6 +66,15 @@ class Conv2D(Layer):
 
     Only ``col`` is kept from forward for backward. Inputs are cast to the layer's dtype.
 
+    When ``K = C*kH*kW`` is small (below 32: e.g. a first layer on grey or RGB images) the output
+    is much larger than ``col`` and moving it between the batch-last and the (N, C, H, W) layout
+    costs more than the product itself. Such layers keep the batch axis first instead
+    (``xp[n, c, h, w]``, ``col[n]`` of shape (K, Ho*Wo)) and do one small product per example,
+    all in one ``np.matmul`` call over the stack, with no transposes::
+
+        Y[n] = W2 @ col[n] + b[:, None]                       (O, Ho*Wo), for every n at once
+        dW = sum over n of  dY[n] @ col[n].T,   dcol[n] = W2.T @ dY[n]
+
     Parameters
     ----------
     in_channels, out_channels : int
@@ -96,6 +105,8 @@ class Conv2D(Layer):
         self.padding = _pair(padding, "padding", 0)
         self.init = init
         self._init_fn = get_initializer(init)
+        #: which layout the computation uses (see the class docstring); the result is the same
+        self.batch_first = self.in_channels * self.kernel_size[0] * self.kernel_size[1] < 32
         seed = check_seed(seed, "Conv2D seed")
         self.reset_parameters(np.random.default_rng(seed), resolve_dtype(dtype))
 
@@ -163,6 +174,8 @@ class Conv2D(Layer):
             raise InputError(f"Conv2D expects numeric (N, C, H, W) images, got shape {x.shape} "
                              f"and dtype {x.dtype}")
         W = self.params["W"]
+        if self.batch_first:
+            return self._forward_batch_first(x, training)
         if training:
             ws = self._workspace.get(x.shape) or self._buffers(x.shape, W.dtype, True)
             Y = ws["Y"]
@@ -192,6 +205,8 @@ class Conv2D(Layer):
         return Y
 
     def backward(self, grad_y: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        if self.batch_first:
+            return self._backward_batch_first(grad_y, input_grad)
         ws = self._ws
         col, dW = ws["col"], ws["dW"]
         (o, ho, wo, n), K = ws["dYt"].shape, dW.shape[1]
@@ -217,3 +232,64 @@ class Conv2D(Layer):
         np.copyto(ws["dXt"], dxp[:, ph:ph + h, pw:pw + w].transpose(0, 3, 1, 2))
         np.copyto(dX, ws["dXt"].transpose(1, 0, 2, 3))
         return dX
+
+    # -- the batch-first layout, for small K (see the class docstring) ---------------------------
+    def _forward_batch_first(self, x: np.ndarray, training: bool) -> np.ndarray:
+        n, c, h, w = x.shape
+        (kh, kw), (sh, sw), (ph, pw), o = self.kernel_size, self.stride, self.padding, self.out_channels
+        W = self.params["W"]
+        key = ("batch_first", training, x.shape)
+        ws = self._workspace.get(key)
+        if ws is None:
+            ho, wo = self._out_hw(c, h, w, InputError, f"input (N, C, H, W) = {x.shape}")
+            if not training:  # keep one set of prediction buffers, for the last shape seen
+                for k in [k for k in self._workspace if k[:2] == ("batch_first", False)]:
+                    del self._workspace[k]
+            ws = self._workspace[key] = {
+                "xp": np.zeros((n, c, h + 2 * ph, w + 2 * pw), W.dtype),   # zero border kept
+                "col": np.empty((n, c, kh, kw, ho, wo), W.dtype)}
+        xp, col = ws["xp"], ws["col"]
+        ho, wo = col.shape[4:]
+        np.copyto(xp[:, :, ph:ph + h, pw:pw + w], x)                            # Xpad
+        win = sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]  # (N, C, Ho, Wo, kH, kW)
+        np.copyto(col, win.transpose(0, 1, 4, 5, 2, 3))                         # col (N, C, kH, kW, Ho, Wo)
+        Y = ws.get("Y") if training else None
+        if Y is None:
+            Y = np.empty((n, o, ho, wo), W.dtype)
+            if training:
+                ws["Y"] = Y
+        Y3 = Y.reshape(n, o, ho * wo)
+        np.matmul(W.reshape(o, -1), col.reshape(n, -1, ho * wo), out=Y3)      # Y[n] = W2 @ col[n]
+        Y3 += self.params["b"][:, None]
+        if training:
+            self._ws = ws
+        return Y
+
+    def _backward_batch_first(self, grad_y: np.ndarray, input_grad: bool) -> np.ndarray | None:
+        ws = self._ws
+        col = ws["col"]
+        n, c, kh, kw, ho, wo = col.shape
+        o, K, L = self.out_channels, c * kh * kw, ho * wo
+        dY = grad_y.reshape(n, o, L)
+        col3 = col.reshape(n, K, L)
+        if "dWn" not in ws:
+            ws.update(dWn=np.empty((n, o, K), col.dtype), ones=np.ones(L, col.dtype))
+        np.matmul(dY, col3.transpose(0, 2, 1), out=ws["dWn"])                # dY[n] @ col[n].T
+        ws["dWn"].sum(axis=0, out=self.grads["W"].reshape(o, K))               # summed over n
+        (dY @ ws["ones"]).sum(axis=0, out=self.grads["b"])                     # db = dY.sum((0, 2, 3))
+        if not input_grad:
+            return None
+        (sh, sw), (ph, pw) = self.stride, self.padding
+        h, w = ws["xp"].shape[2] - 2 * ph, ws["xp"].shape[3] - 2 * pw
+        if "dcol" not in ws:
+            ws.update(dcol=np.empty((n, K, L), col.dtype), dxp=np.empty_like(ws["xp"]),
+                      dX=np.empty((n, c, h, w), col.dtype))
+        dcol, dxp = ws["dcol"], ws["dxp"]
+        np.matmul(self.params["W"].reshape(o, K).T, dY, out=dcol)             # dcol[n] = W2.T @ dY[n]
+        dcol6 = dcol.reshape(n, c, kh, kw, ho, wo)
+        dxp.fill(0)
+        for u in range(kh):   # col2im, one strided add per kernel offset
+            for v in range(kw):
+                dxp[:, :, u:u + sh * (ho - 1) + 1:sh, v:v + sw * (wo - 1) + 1:sw] += dcol6[:, :, u, v]
+        np.copyto(ws["dX"], dxp[:, :, ph:ph + h, pw:pw + w])
+        return ws["dX"]

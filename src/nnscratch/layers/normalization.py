@@ -71,9 +71,13 @@ class BatchNorm(Layer):
         axes, shape = self._axes(x)
         gamma, beta = self.params["gamma"].reshape(shape), self.params["beta"].reshape(shape)
         if not training:
+            # (X - running_mean) / sqrt(running_var + eps) * gamma + beta, as one multiply and one
+            # add per value: X * a + (beta - running_mean * a) with a = gamma / sqrt(var + eps)
             st = self.state
-            mean, var = st["running_mean"].reshape(shape), st["running_var"].reshape(shape)
-            return (x - mean) / np.sqrt(var + self.eps) * gamma + beta
+            a = self.params["gamma"] / np.sqrt(st["running_var"] + self.eps)
+            y = x * a.reshape(shape)
+            y += (self.params["beta"] - st["running_mean"] * a).reshape(shape)
+            return y
         n = x.size // self.num_features  # values per feature (per channel)
         if n < 2:
             raise InputError("BatchNorm needs more than 1 value per feature in training")
@@ -95,51 +99,63 @@ class BatchNorm(Layer):
         self.state["running_var"] += m * var.reshape(-1) * (n / (n - 1))
 
     # -- (N, C, H, W) in training: the same formulas, arranged for speed ----------------------------
-    # Per-channel sums over N, H and W are taken as one matrix-vector product of the (N*C, H*W)
-    # view with a vector of ones, then a sum over N: NumPy's reduction over the axes (0, 2, 3)
-    # of a 4-D array is several times slower. Intermediate arrays live in workspace buffers.
+    # Each pass over a (N, C, H, W) array costs about as much as the arithmetic, so the formulas
+    # are arranged to pass over the data as few times as possible:
+    # - per-channel sums over N, H and W are one matrix-vector product of the (N*C, H*W) view with
+    #   a vector of ones, then a sum over N (NumPy's reduction over the axes (0, 2, 3) of a 4-D
+    #   array is several times slower);
+    # - sums of products (the variance, and dgamma) are row-wise dot products (einsum), which make
+    #   no temporary array;
+    # - Xhat is never stored: with Xc = X - mu, Xhat = Xc * inv_std, and
+    #   Y = gamma * Xhat + beta = a * Xc + beta with a = gamma * inv_std.
     def _channel_sum(self, a: np.ndarray, ws: dict[str, np.ndarray]) -> np.ndarray:
         """``a.sum(axis=(0, 2, 3))`` for ``a`` viewed as (N, C, H*W)."""
         nb, c, hw = a.shape
         return (a.reshape(nb * c, hw) @ ws["ones"]).reshape(nb, c).sum(axis=0)
+
+    @staticmethod
+    def _channel_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """``(a * b).sum(axis=(0, 2, 3))`` for (N, C, H*W) arrays, without a temporary."""
+        nb, c, hw = a.shape
+        return np.einsum("ij,ij->i", a.reshape(nb * c, hw), b.reshape(nb * c, hw)).reshape(
+            nb, c).sum(axis=0)
 
     def _forward_images(self, x: np.ndarray, n: int) -> np.ndarray:
         nb, c, h, w = x.shape
         ws = self._workspace.get(x.shape)
         if ws is None:
             ws = self._workspace[x.shape] = {
-                **{k: np.empty((nb, c, h * w), x.dtype) for k in ("xhat", "y", "tmp", "dx")},
+                **{k: np.empty((nb, c, h * w), x.dtype) for k in ("xc", "y", "tmp", "dx")},
                 "ones": np.ones(h * w, x.dtype)}
-        x3, xhat, tmp = x.reshape(nb, c, h * w), ws["xhat"], ws["tmp"]
+        x3, xc, y = x.reshape(nb, c, h * w), ws["xc"], ws["y"]
         mu = self._channel_sum(x3, ws) / n
-        np.subtract(x3, mu[:, None], out=xhat)                 # X - mu
-        np.multiply(xhat, xhat, out=tmp)
-        var = self._channel_sum(tmp, ws) / n                   # mean of (X - mu)**2
+        np.subtract(x3, mu[:, None], out=xc)                   # Xc = X - mu
+        var = self._channel_dot(xc, xc) / n                    # mean of Xc**2
         inv_std = 1 / np.sqrt(var + self.eps)
-        xhat *= inv_std[:, None]                               # Xhat
-        np.multiply(xhat, self.params["gamma"][:, None], out=ws["y"])
-        ws["y"] += self.params["beta"][:, None]                # Y = gamma * Xhat + beta
+        np.multiply(xc, (self.params["gamma"] * inv_std)[:, None], out=y)
+        y += self.params["beta"][:, None]                      # Y = gamma * Xc * inv_std + beta
         self._update_running(mu, var, n)
         self._ws, self._n, self._inv_std = ws, n, inv_std
         self._xhat = None
-        return ws["y"].reshape(x.shape)
+        return y.reshape(x.shape)
 
     def _backward_images(self, grad_y: np.ndarray, input_grad: bool) -> np.ndarray | None:
-        # With dXhat = gamma * dY, the sums in dX are gamma * dbeta and gamma * dgamma, so
-        #   dX = a * dY + b + c * Xhat,  a = gamma * inv_std,  b = -a * dbeta / n,  c = -a * dgamma / n
+        # dbeta = sum(dY), dgamma = sum(dY * Xhat) = inv_std * sum(dY * Xc), and with
+        # dXhat = gamma * dY the sums in dX are gamma * dbeta and gamma * dgamma, so
+        #   dX = a * (dY - dbeta / n - Xhat * dgamma / n),  a = gamma * inv_std
+        #      = a * dY + k * Xc + c,   k = -a * inv_std * dgamma / n,  c = -a * dbeta / n
         ws, n, inv_std = self._ws, self._n, self._inv_std
-        xhat, tmp, dx = ws["xhat"], ws["tmp"], ws["dx"]
-        g3 = grad_y.reshape(xhat.shape)
+        xc, tmp, dx = ws["xc"], ws["tmp"], ws["dx"]
+        g3 = grad_y.reshape(xc.shape)
         dbeta = self._channel_sum(g3, ws)
-        np.multiply(g3, xhat, out=tmp)
-        dgamma = self._channel_sum(tmp, ws)
+        dgamma = self._channel_dot(g3, xc) * inv_std
         self.grads["beta"][...] = dbeta
         self.grads["gamma"][...] = dgamma
         if not input_grad:
             return None
         a = self.params["gamma"] * inv_std
         np.multiply(g3, a[:, None], out=dx)
-        np.multiply(xhat, (-a * dgamma / n)[:, None], out=tmp)
+        np.multiply(xc, (-a * inv_std * dgamma / n)[:, None], out=tmp)
         dx += tmp
         dx += (-a * dbeta / n)[:, None]
         return dx.reshape(grad_y.shape)

@@ -11,9 +11,15 @@ from ..validation import check_positive_float
 from .base import Optimizer
 
 
+#: above this many parameters the plain update uses NumPy, not SciPy's BLAS ``axpy``: SciPy ships
+#: its own OpenBLAS, whose threads (it threads large vectors) then fight NumPy's OpenBLAS threads
+#: for the cores, which made an epoch of a 784-256-10 network 15x slower on 2 cores
+AXPY_MAX_SIZE = 8192
+
+
 def _axpy(p: np.ndarray):  # type: ignore[no-untyped-def]
-    """BLAS ``axpy`` (y <- a*x + y, in place) for a contiguous float32/64 ``p``, else ``None``."""
-    if p.dtype in (np.float32, np.float64) and p.flags.c_contiguous:
+    """BLAS ``axpy`` (y <- a*x + y, in place) for a small contiguous float32/64 ``p``, else ``None``."""
+    if p.dtype in (np.float32, np.float64) and p.flags.c_contiguous and p.size <= AXPY_MAX_SIZE:
         return get_blas_funcs("axpy", (p,))
     return None
 
@@ -29,8 +35,9 @@ class SGD(Optimizer):
         g = g + mu * v   if nesterov  else  g = v
         p = p - eta * g
 
-    Plain SGD (mu = lambda = 0) is just ``p -= eta * g``; it is done with one BLAS ``axpy`` call on
-    the model's flat parameter buffer, the cheapest in-place update NumPy's stack offers.
+    Plain SGD (mu = lambda = 0) is just ``p -= eta * g``; for small models it is done with one BLAS
+    ``axpy`` call on the model's flat parameter buffer, the cheapest in-place update NumPy's stack
+    offers (see :data:`AXPY_MAX_SIZE` for large ones).
     """
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
@@ -63,8 +70,10 @@ class SGD(Optimizer):
                 # y <- a*x + y with positional (x, y, n, a): half the call cost of keywords
                 p1, g1, n = p.reshape(-1), g.reshape(-1), p.size
                 updates.append(lambda lr, axpy=axpy, g1=g1, p1=p1, n=n: axpy(g1, p1, n, -lr))
-            else:
-                updates.append(lambda lr, p=p, g=g: p.__isub__(lr * g))
+            else:   # p -= lr * g, into a scratch buffer: no allocation per step
+                scratch = np.empty_like(p)
+                updates.append(lambda lr, p=p, g=g, d=scratch: np.subtract(
+                    p, np.multiply(g, lr, out=d), out=p))
         self._plain = updates
         return updates
 
