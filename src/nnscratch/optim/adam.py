@@ -65,9 +65,11 @@ class Adam(Optimizer):
             m, v, d, s = st["m"], st["v"], st["d"], st["s"]
             if wd and self.decoupled:
                 p *= 1 - lr * wd                  # AdamW: p = p - lr * lambda * p
-            np.copyto(d, g)
             if wd and not self.decoupled:
-                d += wd * p                       # Adam: g = g + lambda * p
+                np.multiply(p, wd, out=d)         # Adam: g = g + lambda * p
+                d += g
+            else:
+                d = g                             # (read only below)
             m *= b1                               # m = b1 * m + (1 - b1) * g
             np.multiply(d, 1 - b1, out=s)
             m += s

@@ -10,7 +10,6 @@ from scipy.linalg.blas import get_blas_funcs
 from ..validation import check_positive_float
 from .base import Optimizer
 
-
 #: above this many parameters the plain update uses NumPy, not SciPy's BLAS ``axpy``: SciPy ships
 #: its own OpenBLAS, whose threads (it threads large vectors) then fight NumPy's OpenBLAS threads
 #: for the cores, which made an epoch of a 784-256-10 network 15x slower on 2 cores
