@@ -244,7 +244,10 @@ def test_blank_pictures_are_rejected(tmp_path):
 def _cli(capsys, *args):
     from nnscratch.cli import main
 
-    code = main([str(a) for a in args])
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exc:  # argparse's usage errors
+        code = exc.code
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -343,3 +346,29 @@ def test_arch_cnn_means_the_shipped_config(config, dataset):
 
     path = Path(__file__).resolve().parents[1] / "configs" / config
     assert train_config(load_toml(str(path))) == train_config({"arch": "cnn", "dataset": dataset})
+
+
+def test_cv_on_another_dataset(tmp_path, rng, capsys):
+    make_idx_dir(tmp_path / "idx", rng, n_train=40, n_test=20, side=(8, 8))
+    code, stdout, err = _cli(capsys, "cv", "--dataset", f"idx:{tmp_path / 'idx'}", "--folds", 3,
+                             "--epochs", 2, "--quiet", "--out", tmp_path / "cv")
+    assert code == 0, err
+    summary = __import__("json").loads((tmp_path / "cv" / "cv.json").read_text())
+    assert summary["n_examples"] == 60 and summary["dataset"] == f"idx:{tmp_path / 'idx'}"
+    assert [f["n_val"] for f in summary["folds"]] == [20, 20, 20]
+    assert "3-fold CV accuracy" in stdout
+
+
+@pytest.mark.parametrize("args,code,match", [
+    (["train", "--dataset", "imagenet"], 1,
+     "must be one of digits, mnist5k, idx:DIR, cifar10:DIR, got 'imagenet'"),
+    (["train", "--dataset", "idx:/no/such/folder"], 1, "is not a folder"),
+    (["train", "--dataset", "cifar10:"], 1, "got 'cifar10:'"),
+    (["train", "--pool", "sideways"], 2, "invalid choice"),
+    (["train", "--arch", "cnn", "--channels", "8", "8", "8", "8", "--pool", "each"], 1, "shrink"),
+    (["cv", "--dataset", "idx:/no/such/folder"], 1, "is not a folder"),
+])
+def test_bad_dataset_options_are_one_line(args, code, match, capsys, tmp_path):
+    got, _, err = _cli(capsys, *args, "--out", tmp_path / "x")
+    assert got == code and match in err and err.count("\n") == 1, err
+    assert not (tmp_path / "x").exists()
