@@ -123,3 +123,50 @@ def torch_info() -> dict | None:
         return None
     return {"torch": torch.__version__, "num_threads": torch.get_num_threads(),
             "num_interop_threads": torch.get_num_interop_threads()}
+
+
+def torch_twin(model):  # type: ignore[no-untyped-def]
+    """The same network as an nnscratch ``Sequential``, as a ``torch.nn.Sequential`` (fresh
+    weights; for timing). Raises ``ValueError`` for a layer without a twin here."""
+    import torch
+
+    layers: list = []
+    for layer in model.layers:
+        name, c = type(layer).__name__, layer.get_config()
+        if name == "Conv2D":
+            layers.append(torch.nn.Conv2d(c["in_channels"], c["out_channels"], c["kernel_size"],
+                                          c["stride"], c["padding"]))
+        elif name == "BatchNorm":  # 1d after Flatten, 2d on images
+            flat = any(isinstance(t, torch.nn.Flatten) for t in layers)
+            layers.append((torch.nn.BatchNorm1d if flat else torch.nn.BatchNorm2d)(c["num_features"]))
+        elif name == "ReLU":
+            layers.append(torch.nn.ReLU())
+        elif name == "MaxPool2D":
+            layers.append(torch.nn.MaxPool2d(c["kernel_size"], c["stride"]))
+        elif name == "Flatten":
+            layers.append(torch.nn.Flatten())
+        elif name == "Dropout":
+            layers.append(torch.nn.Dropout(c["p"]))
+        elif name == "Dense":
+            layers.append(torch.nn.Linear(c["n_in"], c["n_out"]))
+        else:
+            raise ValueError(f"no PyTorch twin for {name}")
+    return torch.nn.Sequential(*layers)
+
+
+def epoch_clock(times: list):  # type: ignore[no-untyped-def]
+    """An nnscratch callback appending each epoch's wall time (end to end) to ``times``."""
+    import time
+
+    from nnscratch.callbacks import Callback
+
+    class EpochClock(Callback):
+        def on_train_begin(self, epochs: int) -> None:
+            self.last = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: dict) -> None:
+            now = time.perf_counter()
+            times.append(now - self.last)
+            self.last = now
+
+    return EpochClock()

@@ -24,7 +24,16 @@ import sys
 import time
 from pathlib import Path
 
-from _benchenv import blas_info, environment, format_blas, spawn_worker, torch_info, write_result
+from _benchenv import (
+    blas_info,
+    environment,
+    epoch_clock,
+    format_blas,
+    spawn_worker,
+    torch_info,
+    torch_twin,
+    write_result,
+)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -48,25 +57,14 @@ def _setup(data: str):
 
 
 def run_nnscratch(data: str, epochs: int) -> dict:
-    from nnscratch.callbacks import Callback
     from nnscratch.config import build_optimizer
     from nnscratch.losses import SoftmaxCrossEntropy
 
     cfg, split, model, X, augment = _setup(data)
     times: list[float] = []
-
-    class Clock(Callback):  # the time between the ends of consecutive epochs
-        def on_train_begin(self, epochs: int) -> None:
-            self.last = time.perf_counter()
-
-        def on_epoch_end(self, epoch: int, logs: dict) -> None:
-            now = time.perf_counter()
-            times.append(now - self.last)
-            self.last = now
-
     model.fit(X, split.y_train, epochs=epochs + 1, batch_size=cfg["batch_size"],
               optimizer=build_optimizer(cfg), loss=SoftmaxCrossEntropy(), augment=augment,
-              callbacks=[Clock()])
+              callbacks=[epoch_clock(times)])
     return {"epoch_seconds": times[1:], "warmup_seconds": times[0], "n_train": len(X),
             "batch_size": cfg["batch_size"], "layers": [repr(layer) for layer in model.layers]}
 
@@ -78,28 +76,7 @@ def run_torch(data: str, epochs: int) -> dict:
     torch.set_num_threads(2)
     cfg, split, model, X, augment = _setup(data)
     torch.manual_seed(0)
-    layers = []
-    for layer in model.layers:  # the same network, layer by layer
-        name, c = type(layer).__name__, layer.get_config()
-        if name == "Conv2D":
-            layers.append(torch.nn.Conv2d(c["in_channels"], c["out_channels"], c["kernel_size"],
-                                          c["stride"], c["padding"]))
-        elif name == "BatchNorm":  # 1d after Flatten, 2d on images
-            flat = any(isinstance(t, torch.nn.Flatten) for t in layers)
-            layers.append((torch.nn.BatchNorm1d if flat else torch.nn.BatchNorm2d)(c["num_features"]))
-        elif name == "ReLU":
-            layers.append(torch.nn.ReLU())
-        elif name == "MaxPool2D":
-            layers.append(torch.nn.MaxPool2d(c["kernel_size"], c["stride"]))
-        elif name == "Flatten":
-            layers.append(torch.nn.Flatten())
-        elif name == "Dropout":
-            layers.append(torch.nn.Dropout(c["p"]))
-        elif name == "Dense":
-            layers.append(torch.nn.Linear(c["n_in"], c["n_out"]))
-        else:
-            raise ValueError(f"no PyTorch twin for {name}")
-    net = torch.nn.Sequential(*layers)
+    net = torch_twin(model)
     opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
     loss_fn = torch.nn.CrossEntropyLoss()
     y = torch.from_numpy(split.y_train)

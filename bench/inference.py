@@ -20,7 +20,7 @@ import sys
 import timeit
 from pathlib import Path
 
-from _benchenv import blas_info, environment, format_blas, spawn_worker, torch_info, write_result
+from _benchenv import blas_info, environment, format_blas, spawn_worker, torch_info, torch_twin, write_result
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -52,31 +52,6 @@ def _model(case: str):
     return model, X
 
 
-def _torch_twin(model):
-    import torch
-
-    layers = []
-    for layer in model.layers:
-        name, c = type(layer).__name__, layer.get_config()
-        if name == "Conv2D":
-            layers.append(torch.nn.Conv2d(c["in_channels"], c["out_channels"], c["kernel_size"],
-                                          c["stride"], c["padding"]))
-        elif name == "BatchNorm":  # 1d after Flatten, 2d on images
-            flat = any(isinstance(t, torch.nn.Flatten) for t in layers)
-            layers.append((torch.nn.BatchNorm1d if flat else torch.nn.BatchNorm2d)(c["num_features"]))
-        elif name == "ReLU":
-            layers.append(torch.nn.ReLU())
-        elif name == "MaxPool2D":
-            layers.append(torch.nn.MaxPool2d(c["kernel_size"], c["stride"]))
-        elif name == "Flatten":
-            layers.append(torch.nn.Flatten())
-        elif name == "Dropout":
-            layers.append(torch.nn.Dropout(c["p"]))
-        elif name == "Dense":
-            layers.append(torch.nn.Linear(c["n_in"], c["n_out"]))
-    return torch.nn.Sequential(*layers).eval()
-
-
 def _time(fn, repeat: int) -> float:
     timer = timeit.Timer(fn)
     number, _ = timer.autorange()
@@ -97,7 +72,7 @@ def _case(contender: str, case: str, repeat: int) -> dict:
         import torch
 
         torch.set_num_threads(2)
-        net = _torch_twin(model)
+        net = torch_twin(model).eval()
         xt = torch.from_numpy(np.ascontiguousarray(X).reshape(len(X), *model.input_shape))
 
         def batch():

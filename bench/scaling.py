@@ -20,10 +20,9 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
-from _benchenv import environment, format_blas, spawn_worker, write_result
+from _benchenv import environment, epoch_clock, format_blas, spawn_worker, write_result
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES = (500, 1000, 2000, 4000, 8000, 16000)
@@ -47,26 +46,15 @@ def _data(n: int):
 
 def epoch_seconds(n: int, width: int, batch: int, repeat: int) -> float:
     from nnscratch import Sequential
-    from nnscratch.callbacks import Callback
     from nnscratch.layers import Dense, ReLU
     from nnscratch.losses import SoftmaxCrossEntropy
     from nnscratch.optim import SGD
 
     X, y = _data(n)
     times: list[float] = []
-
-    class Clock(Callback):
-        def on_train_begin(self, epochs: int) -> None:
-            self.last = time.perf_counter()
-
-        def on_epoch_end(self, epoch: int, logs: dict) -> None:
-            now = time.perf_counter()
-            times.append(now - self.last)
-            self.last = now
-
     model = Sequential([Dense(784, width), ReLU(), Dense(width, 10)], seed=0)
     model.fit(X, y, epochs=repeat + 1, batch_size=batch, optimizer=SGD(lr=0.01),
-              loss=SoftmaxCrossEntropy(), callbacks=[Clock()])
+              loss=SoftmaxCrossEntropy(), callbacks=[epoch_clock(times)])
     return statistics.median(times[1:])
 
 

