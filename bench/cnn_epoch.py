@@ -122,6 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         worker(args.worker, args.data, args.epochs)
         return 0
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        print("cnn_epoch compares against PyTorch, which is not installed (pip install torch); "
+              "nothing measured")
+        return 0
     env = environment()
     print(f"BLAS: {format_blas(env['blas'])}; load {env['loadavg']}")
     datasets = ["digits", "mnist5k"] if args.data == "both" else [args.data]

@@ -140,3 +140,22 @@ def test_each_optimizer_trains_the_digits_model(opt, scaled):
     h = model.fit(X, y, epochs=15, batch_size=32, optimizer=opt)
     assert h["loss"][-1] < 0.2 * h["loss"][0]
     assert model.score(Xt, yt) > 0.93
+
+
+@pytest.mark.parametrize("size", [100, 20_000])
+def test_plain_sgd_on_small_and_large_buffers(size, rng):
+    # small buffers take SciPy's BLAS axpy, large ones NumPy (see sgd.AXPY_MAX_SIZE): both must
+    # do p <- p - lr * g exactly, step after step, in float32 and float64
+    from nnscratch.optim.sgd import AXPY_MAX_SIZE
+
+    assert (size <= AXPY_MAX_SIZE) == (size == 100)
+    for dtype in (np.float32, np.float64):
+        p, g = rng.standard_normal(size).astype(dtype), np.zeros(size, dtype)
+        expected = p.copy()
+        opt = SGD(lr=0.05)
+        opt.bind([(p, g)])
+        for _ in range(3):
+            g[...] = rng.standard_normal(size)
+            opt.step()
+            expected -= dtype(0.05) * g
+            np.testing.assert_allclose(p, expected, rtol=1e-6 if dtype == np.float32 else 1e-14)
