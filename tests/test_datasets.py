@@ -372,3 +372,14 @@ def test_bad_dataset_options_are_one_line(args, code, match, capsys, tmp_path):
     got, _, err = _cli(capsys, *args, "--out", tmp_path / "x")
     assert got == code and match in err and err.count("\n") == 1, err
     assert not (tmp_path / "x").exists()
+
+
+def test_unreadable_pictures_are_named_once(tmp_path):
+    from nnscratch.data.images import image_to_array
+
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG not really")
+    for read in (image_to_mnist28x28, lambda p: image_to_array(p, (3, 32, 32))):
+        with pytest.raises(InputError) as info:
+            read(bad)
+        assert str(info.value).count(str(bad)) == 1 and "not a readable image" in str(info.value)

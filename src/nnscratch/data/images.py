@@ -98,8 +98,9 @@ def _as_image(img: Image.Image | str | os.PathLike[str], convert: Any) -> np.nda
     """``convert(img)`` for a PIL image or a path, with errors naming the path."""
     if isinstance(img, Image.Image):
         return convert(img)
+    picture = read_image(img)  # its errors already name the file
     try:
-        return convert(read_image(img))
+        return convert(picture)
     except InputError as exc:
         raise InputError(f"{img}: {exc}") from None
 
