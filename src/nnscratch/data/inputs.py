@@ -56,10 +56,10 @@ def as_rows(arr: np.ndarray, source: str, shape: tuple[int, int, int], raw_max: 
         raise InputError(f"{source}: inputs must be numeric, got dtype {arr.dtype}")
     if arr.size == 0:
         raise InputError(f"{source}: is empty")
-    one = {(n_feat,), (c, h, w)} | ({(h, w)} if c == 1 else set())
-    if arr.shape in one:
+    one_input = {(n_feat,), (c, h, w)} | ({(h, w)} if c == 1 else set())
+    if arr.shape in one_input:
         rows = arr.reshape(1, n_feat)
-    elif arr.ndim >= 2 and arr.shape[1:] in ({(n_feat,), (c, h, w)} | ({(h, w)} if c == 1 else set())):
+    elif arr.ndim >= 2 and arr.shape[1:] in one_input:
         rows = arr.reshape(arr.shape[0], n_feat)
     else:
         raise InputError(f"{source}: expected {what}, got an array of shape {arr.shape}")

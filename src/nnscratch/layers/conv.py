@@ -173,9 +173,9 @@ class Conv2D(Layer):
         if x.ndim != 4 or x.dtype.kind not in "biuf":
             raise InputError(f"Conv2D expects numeric (N, C, H, W) images, got shape {x.shape} "
                              f"and dtype {x.dtype}")
-        W = self.params["W"]
         if self.batch_first:
             return self._forward_batch_first(x, training)
+        W = self.params["W"]
         if training:
             ws = self._workspace.get(x.shape) or self._buffers(x.shape, W.dtype, True)
             Y = ws["Y"]

@@ -43,11 +43,18 @@ class Dropout(Layer):
         if not training or self.p == 0:
             self._scale = None
             return x
-        keep = self._rng.random(x.shape, dtype=x.dtype) >= self.p  # float32/64 draws
-        self._scale = keep * x.dtype.type(1 / (1 - self.p))   # M / (1 - p)
-        return x * self._scale
+        ws = self._workspace.get(x.shape)   # buffers kept per input shape (see Layer)
+        if ws is None:
+            ws = self._workspace[x.shape] = {k: np.empty_like(x) for k in ("scale", "y", "dx")}
+        scale = self._scale = ws["scale"]
+        self._rng.random(out=scale, dtype=scale.dtype)      # float32/64 draws
+        np.greater_equal(scale, self.p, out=scale)          # M: 1 (kept) or 0
+        scale *= x.dtype.type(1 / (1 - self.p))             # M / (1 - p)
+        return np.multiply(x, scale, out=ws["y"])
 
     def backward(self, grad_y: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         if not input_grad:
             return None
-        return grad_y if self._scale is None else grad_y * self._scale
+        if self._scale is None:
+            return grad_y
+        return np.multiply(grad_y, self._scale, out=self._workspace[grad_y.shape]["dx"])

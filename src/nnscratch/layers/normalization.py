@@ -69,7 +69,6 @@ class BatchNorm(Layer):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         axes, shape = self._axes(x)
-        gamma, beta = self.params["gamma"].reshape(shape), self.params["beta"].reshape(shape)
         if not training:
             # (X - running_mean) / sqrt(running_var + eps) * gamma + beta, as one multiply and one
             # add per value: X * a + (beta - running_mean * a) with a = gamma / sqrt(var + eps)
@@ -89,7 +88,7 @@ class BatchNorm(Layer):
         xhat = (x - mu) * inv_std
         self._xhat, self._inv_std, self._axes_shape = xhat, inv_std, (axes, shape)
         self._update_running(mu, var, n)
-        return gamma * xhat + beta
+        return self.params["gamma"].reshape(shape) * xhat + self.params["beta"].reshape(shape)
 
     def _update_running(self, mu: np.ndarray, var: np.ndarray, n: int) -> None:
         m = self.momentum
@@ -136,7 +135,6 @@ class BatchNorm(Layer):
         y += self.params["beta"][:, None]                      # Y = gamma * Xc * inv_std + beta
         self._update_running(mu, var, n)
         self._ws, self._n, self._inv_std = ws, n, inv_std
-        self._xhat = None
         return y.reshape(x.shape)
 
     def _backward_images(self, grad_y: np.ndarray, input_grad: bool) -> np.ndarray | None:
@@ -161,7 +159,7 @@ class BatchNorm(Layer):
         return dx.reshape(grad_y.shape)
 
     def backward(self, grad_y: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-        if self._xhat is None:
+        if grad_y.ndim == 4:
             return self._backward_images(grad_y, input_grad)
         xhat, inv_std, (axes, shape) = self._xhat, self._inv_std, self._axes_shape
         self.grads["gamma"][...] = (grad_y * xhat).sum(axis=axes)

@@ -41,13 +41,18 @@ class _Pool2D(Layer):
             raise ValueError(f"a {k}x{k} pooling window does not fit a {h}x{w} image")
         return c, (h - k) // s + 1, (w - k) // s + 1
 
+    def _offset(self, x: np.ndarray, u: int, v: int, ho: int, wo: int) -> np.ndarray:
+        """The strided view ``x[:, :, s*i + u, s*j + v]`` for i < ho, j < wo: element (u, v) of
+        every window."""
+        s = self.stride
+        return x[:, :, u:u + s * (ho - 1) + 1:s, v:v + s * (wo - 1) + 1:s]
+
     def _scatter(self, dx: np.ndarray, weights_of: Any, g: np.ndarray) -> None:
         """dX[window offset (i, j)] += g * weights_of(i, j), one strided slice per offset."""
-        k, s = self.kernel_size, self.stride
-        ho, wo = g.shape[2], g.shape[3]
+        k, (ho, wo) = self.kernel_size, g.shape[2:4]
         for i in range(k):          # a loop over the k*k offsets of a window, not over pixels
             for j in range(k):
-                dx[:, :, i:i + s * (ho - 1) + 1:s, j:j + s * (wo - 1) + 1:s] += g * weights_of(i, j)
+                self._offset(dx, i, j, ho, wo)[...] += g * weights_of(i, j)
 
 
 class MaxPool2D(_Pool2D):
@@ -69,33 +74,41 @@ class MaxPool2D(_Pool2D):
     earlier offset took it.
     """
 
-    def _offset(self, x: np.ndarray, u: int, v: int, ho: int, wo: int) -> np.ndarray:
-        s = self.stride
-        return x[:, :, u:u + s * (ho - 1) + 1:s, v:v + s * (wo - 1) + 1:s]
-
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         k = self.kernel_size
         ho, wo = _windows(x, k, self.stride).shape[2:4]  # validates the shape
-        y = self._offset(x, 0, 0, ho, wo).copy()
+        if training:  # training writes into buffers kept per input shape (see Layer)
+            ws = self._workspace.get(x.shape) or self._make_workspace(x, ho, wo)
+            y = ws["y"]
+            np.copyto(y, self._offset(x, 0, 0, ho, wo))
+        else:
+            y = self._offset(x, 0, 0, ho, wo).copy()
         for u in range(k):
             for v in range(k):
                 if u or v:
                     np.maximum(y, self._offset(x, u, v, ho, wo), out=y)
         if training:
-            self._x, self._y = x, y
+            self._x, self._ws = x, ws
         return y
+
+    def _make_workspace(self, x: np.ndarray, ho: int, wo: int) -> dict[str, np.ndarray]:
+        n, c = x.shape[:2]
+        ws = self._workspace[x.shape] = {
+            "y": np.empty((n, c, ho, wo), x.dtype), "dx": np.zeros(x.shape, x.dtype),
+            "free": np.empty((n, c, ho, wo), bool), "hit": np.empty((n, c, ho, wo), bool)}
+        return ws
 
     def backward(self, grad_y: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         if not input_grad:
             return None
-        x, y, k = self._x, self._y, self.kernel_size
+        x, ws, k = self._x, self._ws, self.kernel_size
+        y, dx, free, hit = ws["y"], ws["dx"], ws["free"], ws["hit"]
         (h, w), (ho, wo) = x.shape[2:4], y.shape[2:4]
-        # windows that do not overlap and tile the whole image: every input pixel is written
-        # exactly once below, so dx needs no zeroing
-        tiled = self.stride == k and h == ho * k and w == wo * k
-        dx = (np.empty if tiled else np.zeros)(x.shape, dtype=grad_y.dtype)
-        free = np.ones(y.shape, dtype=bool)   # windows whose gradient is not placed yet
-        hit = np.empty(y.shape, dtype=bool)
+        # unless the windows tile the whole image without overlap (then every input pixel is
+        # written exactly once below), dx starts from zero
+        if not (self.stride == k and h == ho * k and w == wo * k):
+            dx.fill(0)
+        free.fill(True)                       # windows whose gradient is not placed yet
         overlap = self.stride < k   # else each input pixel is in at most one window
         for u in range(k):
             for v in range(k):
