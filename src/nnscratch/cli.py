@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from . import __version__
+from .backend import get_backend
 from .callbacks import EarlyStopping, ModelCheckpoint
 from .config import (
     ACTIVATIONS,
@@ -124,6 +125,9 @@ def _add_training_flags(t: argparse.ArgumentParser) -> None:
                    help="save RUN_DIR/checkpoints/epochNNNN.safetensors every N epochs")
     t.add_argument("--seed", type=_non_negative_int, help="weights and shuffling (default 0)")
     t.add_argument("--dtype", choices=["float32", "float64"])
+    t.add_argument("--device", default="cpu", metavar="DEVICE",
+                   help="cpu (default), or cuda / cuda:N to compute on a GPU with CuPy "
+                   "(pip install 'nnscratch[cuda]')")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -188,6 +192,7 @@ def _blas_info() -> list[dict[str, Any]]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    get_backend(args.device)  # an unusable device fails before any work is done
     if args.resume is not None:
         return _resume(args)
     out = _run_dir(args.out)
@@ -195,7 +200,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise InputError(f"--out {out}: exists and is not a directory")
     cfg = _settings(args)
     split = load_dataset(cfg["dataset"])
-    model = build_model(cfg, split.info)
+    model = build_model(cfg, split.info, device=args.device)
     model.metadata = {"split": split.info, "config": cfg}
     return _train_and_report(out, cfg, model, build_optimizer(cfg), build_schedule(cfg), split,
                              quiet=args.quiet)
@@ -212,7 +217,7 @@ def _resume(args: argparse.Namespace) -> int:
     if not ckpts:
         raise InputError(f"--resume {run}: no checkpoints in {run / 'checkpoints'} "
                          "(train with --checkpoint-every N)")
-    model = load_model(ckpts[-1])
+    model = load_model(ckpts[-1], device=args.device)
     cfg = model.metadata.get("config")
     if not isinstance(cfg, dict):
         raise InputError(f"{ckpts[-1]}: not a resumable checkpoint (no run config)")
@@ -262,14 +267,15 @@ def _train_and_report(out: Path, cfg: dict[str, Any], model: Sequential, optimiz
 
     extra = {"epochs": len(history), "train_seconds": round(seconds, 4), "seed": cfg["seed"],
              "config": cfg, "split": split.info, "blas": _blas_info(),
-             "nnscratch_version": __version__}
+             "nnscratch_version": __version__, "device": model.device}
     if initial_epoch:
         extra["resumed_at_epoch"] = initial_epoch
     result = write_report(out, history=history.history, n_classes=model.n_outputs,
                           y_train=split.y_train, image_shape=split.info.get("input_shape"),
                           pred_train=model.predict(X_train), y_test=split.y_test,
                           proba_test=model.predict_proba(X_test), X_test_raw=split.X_test,
-                          extra=extra, weights={name: p for name, p, _ in model.named_parameters()
+                          extra=extra, weights={name: model.backend.to_numpy(p)
+                                                for name, p, _ in model.named_parameters()
                                                 if name.endswith(".W")},
                           conv=_first_conv_pictures(model, X_test[0]))
     if not quiet:
@@ -293,9 +299,11 @@ def _first_conv_pictures(model: Sequential, x: np.ndarray) -> Any:
     while (end < len(model.layers) and not isinstance(model.layers[end], Conv2D)
            and model.output_shapes[end] == model.output_shapes[i]):
         end += 1
+    h = model.backend.asarray(h)
     for layer in model.layers[:end]:
         h = layer.forward(h, False)
-    return model.layers[i].params["W"], image, h[0]
+    to_numpy = model.backend.to_numpy
+    return to_numpy(model.layers[i].params["W"]), image, to_numpy(h[0])
 
 
 def _test_split_of(model: Sequential, path: Path, dataset: str | None) -> tuple[np.ndarray, np.ndarray]:
@@ -378,9 +386,10 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_cv(args: argparse.Namespace) -> int:
     from .crossval import cross_validate
 
+    get_backend(args.device)
     cfg = _settings(args)
     out = args.out or Path("runs") / datetime.now().strftime("cv-%Y%m%d-%H%M%S")
-    summary = cross_validate(cfg, args.folds, out, verbose=not args.quiet)
+    summary = cross_validate(cfg, args.folds, out, verbose=not args.quiet, device=args.device)
     for r in summary["folds"]:
         print(f"fold {r['fold']}: validation accuracy {r['val_accuracy']:.4f} "
               f"({r['n_val']} examples)")

@@ -29,12 +29,13 @@ def load_whole(name: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
 
 
 def cross_validate(cfg: dict[str, Any], folds: int, out: Path,
-                   verbose: bool = False) -> dict[str, Any]:
+                   verbose: bool = False, device: str = "cpu") -> dict[str, Any]:
     """Train ``cfg`` on each of ``folds`` stratified folds of the whole dataset ``cfg["dataset"]``.
 
     Each fold trains on the other folds and records the held-out fold's loss and accuracy every
     epoch. Writes ``cv.json`` (per fold and mean +- std accuracy) and ``cv_curves.png`` into
-    ``out``; returns what ``cv.json`` holds.
+    ``out``; returns what ``cv.json`` holds. ``device``: where the models train (see
+    :class:`~nnscratch.model.Sequential`).
     """
     from sklearn.model_selection import StratifiedKFold
 
@@ -42,7 +43,7 @@ def cross_validate(cfg: dict[str, Any], folds: int, out: Path,
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=cfg["seed"])
     results, histories, X = [], [], None
     for k, (train, val) in enumerate(splitter.split(X_raw, y)):
-        model = build_model(cfg, info)
+        model = build_model(cfg, info, device=device)
         if X is None:
             X = apply_preprocessing(X_raw, model.preprocessing, model.dtype)
         h = model.fit(X[train], y[train], epochs=cfg["epochs"], batch_size=cfg["batch_size"],

@@ -52,20 +52,21 @@ class DenseReLUStack:
         self.Wb = [p.reshape(shape) for (p, _), shape in zip(blocks, shapes, strict=True)]
         self.dWb = [g.reshape(shape) for (_, g), shape in zip(blocks, shapes, strict=True)]
         self.dtype = self.Wb[0].dtype
+        self.xp = dense_layers[0].xp    # the model's array module (NumPy or CuPy)
         self._plans: dict[int, tuple] = {}
 
     def _make_plan(self, m: int) -> tuple:
         """Buffers for batches of ``m`` and the per-layer argument tuples of the loops, made once."""
-        dt = self.dtype
+        dt, xp = self.dtype, self.xp
         layers = []
         for (n_in, n_out), Wb, dWb in zip(self.sizes, self.Wb, self.dWb, strict=True):
-            A1 = np.ones((m, n_in + 1), dt)   # [A, 1]: this layer's input and a column of ones
+            A1 = xp.ones((m, n_in + 1), dt)   # [A, 1]: this layer's input and a column of ones
             layers.append({
                 "A1": A1, "A": A1[:, :-1],    # A: the part the previous ReLU writes into
-                "Z": np.empty((m, n_out), dt),       # this layer's output
-                "dA": np.empty((m, n_in), dt),       # dL/dA
-                "mask": np.empty((m, n_in), dt),     # ReLU mask of A (unused for layer 0)
-                "zeros": np.zeros((m, n_out), dt),   # for ReLU(Z) = max(Z, 0)
+                "Z": xp.empty((m, n_out), dt),       # this layer's output
+                "dA": xp.empty((m, n_in), dt),       # dL/dA
+                "mask": xp.empty((m, n_in), dt),     # ReLU mask of A (unused for layer 0)
+                "zeros": xp.zeros((m, n_out), dt),   # for ReLU(Z) = max(Z, 0)
                 "Wb": Wb, "dWb": dWb, "A1T": A1.T, "WT": Wb[:-1].T})
         first, last = layers[0], layers[-1]
         hidden = [(L["A1"], L["Wb"], L["Z"], L["zeros"], nxt["A"])
@@ -79,24 +80,25 @@ class DenseReLUStack:
     def forward(self, x: np.ndarray) -> np.ndarray:
         plan = self._plan = self._plans.get(x.shape[0]) or self._make_plan(x.shape[0])
         x_in, hidden, (A1, Wb, Z), _, _ = plan
-        np.copyto(x_in, x)                               # [X, 1]
+        xp = self.xp
+        xp.copyto(x_in, x)                               # [X, 1]
         for A1h, Wbh, Zh, zeros, A_next in hidden:
-            np.dot(A1h, Wbh, out=Zh)                     # Z = [A, 1] @ [[W], [b]] = A @ W + b
-            np.maximum(Zh, zeros, out=A_next)            # next input: A = ReLU(Z), left of its ones
-        np.dot(A1, Wb, out=Z)                            # the logits
+            xp.dot(A1h, Wbh, out=Zh)                     # Z = [A, 1] @ [[W], [b]] = A @ W + b
+            xp.maximum(Zh, zeros, out=A_next)            # next input: A = ReLU(Z), left of its ones
+        xp.dot(A1, Wb, out=Z)                            # the logits
         return Z
 
     def backward_params(self, grad_y: np.ndarray) -> None:
         """Fill the gradients of the parameters only (what a training step needs)."""
-        g = grad_y
+        g, xp = grad_y, self.xp
         for A1T, dWb, WT, dA, A, mask in self._plan[3]:
-            np.dot(A1T, g, out=dWb)                      # [[dW], [db]] = [A, 1].T @ dZ
-            np.dot(g, WT, out=dA)                        # dA = dZ @ W.T
-            np.sign(A, out=mask)                         # ReLU backward: dZ = dA * (A > 0)
-            np.multiply(dA, mask, out=dA)                #   (sign(A) is 1 where A > 0, else 0)
+            xp.dot(A1T, g, out=dWb)                      # [[dW], [db]] = [A, 1].T @ dZ
+            xp.dot(g, WT, out=dA)                        # dA = dZ @ W.T
+            xp.sign(A, out=mask)                         # ReLU backward: dZ = dA * (A > 0)
+            xp.multiply(dA, mask, out=dA)                #   (sign(A) is 1 where A > 0, else 0)
             g = dA
         A1T, dWb, _, _ = self._plan[4]
-        np.dot(A1T, g, out=dWb)                          # first layer: [[dW], [db]]
+        xp.dot(A1T, g, out=dWb)                          # first layer: [[dW], [db]]
 
     def backward(self, grad_y: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         self.backward_params(grad_y)
@@ -105,4 +107,4 @@ class DenseReLUStack:
         # dX of the first layer needs the gradient that reached it: recompute it from its dZ
         _, _, WT, dA = self._plan[4]
         dZ = self._plan[3][-1][3] if self._plan[3] else grad_y
-        return np.dot(dZ, WT, out=dA)                    # dX = dZ @ W.T
+        return self.xp.dot(dZ, WT, out=dA)                    # dX = dZ @ W.T

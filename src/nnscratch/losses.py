@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 
+from .backend import backend_of
+
+# These functions take their array module from their inputs (``backend_of``): NumPy arrays are
+# computed with NumPy, CuPy arrays with CuPy.
+
 
 def log_softmax(z: np.ndarray) -> np.ndarray:
     """``log softmax(z)`` row-wise, stable: ``(z - max) - log(sum(exp(z - max)))``."""
+    xp = backend_of(z).xp
     s = z - z.max(axis=1, keepdims=True)
-    return s - np.log(np.exp(s).sum(axis=1, keepdims=True))
+    return s - xp.log(xp.exp(s).sum(axis=1, keepdims=True))
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
     r"""Row-wise softmax ``p_ij = exp(z_ij) / sum_k exp(z_ik)``, computed as ``exp(z - max)``."""
-    e = np.exp(z - z.max(axis=1, keepdims=True))
+    e = backend_of(z).xp.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
 
 
@@ -28,14 +34,15 @@ def softmax_jacobian(p: np.ndarray) -> np.ndarray:
 
 def one_hot(labels: np.ndarray, n_classes: int, dtype: np.dtype) -> np.ndarray:
     """(m,) integer labels -> (m, n_classes) rows of zeros with a 1 at the label."""
-    Y = np.zeros((labels.shape[0], n_classes), dtype=dtype)
-    Y[np.arange(labels.shape[0]), labels] = 1
+    xp = backend_of(labels).xp
+    Y = xp.zeros((labels.shape[0], n_classes), dtype=dtype)
+    Y[xp.arange(labels.shape[0]), labels] = 1
     return Y
 
 
 def _targets(target: np.ndarray, k: int, dtype: np.dtype) -> np.ndarray:
     """Integer labels (m,) as one-hot rows; rows already (m, k) (one-hot or soft) as they are."""
-    return np.asarray(target, dtype=dtype) if target.ndim == 2 else one_hot(target, k, dtype)
+    return target.astype(dtype, copy=False) if target.ndim == 2 else one_hot(target, k, dtype)
 
 
 class SoftmaxCrossEntropy:
@@ -59,9 +66,9 @@ class SoftmaxCrossEntropy:
 
     def forward(self, logits: np.ndarray, target: np.ndarray) -> float:
         """Mean loss over the batch; caches what :meth:`backward` needs."""
-        Y = _targets(np.asarray(target), logits.shape[1], logits.dtype)
+        Y = _targets(backend_of(logits).xp.asarray(target), logits.shape[1], logits.dtype)
         logp = log_softmax(logits)
-        self._p, self._Y = np.exp(logp), Y
+        self._p, self._Y = backend_of(logp).xp.exp(logp), Y
         return float(-(Y * logp).sum() / logits.shape[0])
 
     def backward(self) -> np.ndarray:
@@ -73,9 +80,10 @@ class SoftmaxCrossEntropy:
 
         Fast on column-major (Fortran-order) logits, which the fit loop uses for the epoch.
         """
+        xp = backend_of(logits).xp
         row_max = logits.max(axis=1)
-        z_y = logits[np.arange(logits.shape[0]), labels]
-        return np.log(np.exp(logits - row_max[:, None]).sum(axis=1)) + row_max - z_y
+        z_y = logits[xp.arange(logits.shape[0]), labels]
+        return xp.log(xp.exp(logits - row_max[:, None]).sum(axis=1)) + row_max - z_y
 
     def gradient(self, logits: np.ndarray, Y: np.ndarray) -> np.ndarray:
         """dL/dZ = (softmax(Z) - Y) / m without computing the loss: the training hot path.
@@ -85,36 +93,36 @@ class SoftmaxCrossEntropy:
         """
         bufs = self._buffers.get(logits.shape)
         if bufs is None:
-            m, dt = logits.shape[0], logits.dtype
+            m, dt, xp = logits.shape[0], logits.dtype, backend_of(logits).xp
             bufs = self._buffers[logits.shape] = (
-                np.empty_like(logits), np.empty((m, 1), dt),
-                np.array(1.0 / m, dtype=dt),  # a 0-d array: no conversion of 1/m at each call
+                xp, xp.empty_like(logits), xp.empty((m, 1), dt),
+                xp.array(1.0 / m, dtype=dt),  # a 0-d array: no conversion of 1/m at each call
                 # below this row sum of exp(Z - c) the row's largest term is near the smallest
                 # normal float (1e-38 in float32) and its probabilities would lose precision
                 float(np.finfo(dt).tiny) * 1e8,
                 # largest logit for which the row sums of exp(Z) stay finite, with a margin
                 float(np.log(np.finfo(dt).max / logits.shape[1])) - 4.0)
-        g, row_sum, inv_m, safe_row_sum, no_shift_below = bufs
+        xp, g, row_sum, inv_m, safe_row_sum, no_shift_below = bufs
         # Softmax is unchanged by subtracting any constant from a row; the shift only has to keep
         # exp from overflowing. When even the largest logit of the batch, c, is small enough that
         # exp cannot overflow, no shift is needed at all; otherwise every row is shifted by c
         # (one constant costs a third of the row maxima). A row whose own maximum is far below
         # the others could underflow to all zeros, so the row sums are checked, and then the
         # textbook shift by each row's own maximum is used instead.
-        c = np.maximum.reduce(logits, axis=None)
+        c = logits.max()
         if c < no_shift_below:
-            np.exp(logits, out=g)                           # E = exp(Z)
+            xp.exp(logits, out=g)                           # E = exp(Z)
         else:
-            np.subtract(logits, c, out=g)                   # S = Z - c
-            np.exp(g, out=g)                                # E = exp(S)
-        np.add.reduce(g, axis=1, keepdims=True, out=row_sum)
-        if np.minimum.reduce(row_sum, axis=None) < safe_row_sum:
-            np.subtract(logits, logits.max(axis=1, keepdims=True), out=g)   # the textbook shift
-            np.exp(g, out=g)
-            np.add.reduce(g, axis=1, keepdims=True, out=row_sum)
-        np.divide(g, row_sum, out=g)                        # P = E / sum(E)
-        np.subtract(g, Y, out=g)                            # P - Y
-        np.multiply(g, inv_m, out=g)                        # (P - Y) / m
+            xp.subtract(logits, c, out=g)                   # S = Z - c
+            xp.exp(g, out=g)                                # E = exp(S)
+        xp.add.reduce(g, axis=1, keepdims=True, out=row_sum)
+        if row_sum.min() < safe_row_sum:
+            xp.subtract(logits, logits.max(axis=1, keepdims=True), out=g)   # the textbook shift
+            xp.exp(g, out=g)
+            xp.add.reduce(g, axis=1, keepdims=True, out=row_sum)
+        xp.divide(g, row_sum, out=g)                        # P = E / sum(E)
+        xp.subtract(g, Y, out=g)                            # P - Y
+        xp.multiply(g, inv_m, out=g)                        # (P - Y) / m
         return g
 
     def __repr__(self) -> str:
@@ -131,7 +139,7 @@ class MeanSquaredError:
         return self.forward(pred, target)
 
     def forward(self, pred: np.ndarray, target: np.ndarray) -> float:
-        Y = _targets(np.asarray(target), pred.shape[1], pred.dtype)
+        Y = _targets(backend_of(pred).xp.asarray(target), pred.shape[1], pred.dtype)
         self._diff = pred - Y
         return float((self._diff**2).mean())
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import resolve_dtype
+from .backend import get_backend, resolve_dtype
 from .callbacks import Callback, ProgressBar
 from .config import build_layer, layer_spec
 from .errors import InputError, ModelFileError
@@ -48,10 +48,17 @@ class Sequential:
     seed : int or None
         Seeds the generator that initialises the weights and shuffles the data in ``fit``.
     dtype : "float32" (default) or "float64"
+    device : "cpu" (default), "cuda" or "cuda:N"
+        Where the model computes: NumPy on the CPU, or CuPy on a CUDA GPU (``pip install
+        'nnscratch[cuda]'``). Chosen once, here; :class:`~nnscratch.backend.DeviceError` says why
+        a device cannot be used. Inputs and outputs of ``fit``/``predict`` are NumPy arrays
+        whatever the device; the weights are drawn on the host, so a seed gives the same
+        initial model on every device.
     """
 
     def __init__(self, layers: Sequence[Layer], *, input_shape: Sequence[int] | None = None,
-                 seed: int | None = None, dtype: str | type = "float32") -> None:
+                 seed: int | None = None, dtype: str | type = "float32",
+                 device: str = "cpu") -> None:
         layers = list(layers) if isinstance(layers, Iterable) else layers
         if not isinstance(layers, list) or not layers:
             raise ValueError("Sequential needs a non-empty list of layers")
@@ -65,6 +72,8 @@ class Sequential:
                 raise ValueError(f"Sequential layer {i} ({layer!r}) already belongs to another "
                                  "model; create a new layer")
         seed = check_seed(seed, "seed")
+        self.backend = get_backend(device)
+        self.device, self.xp = self.backend.device, self.backend.xp
         self.layers = layers
         self.seed = seed
         self.dtype = resolve_dtype(dtype)
@@ -82,6 +91,7 @@ class Sequential:
             raise ValueError("Sequential needs at least one layer with parameters (e.g. Dense)")
         self._first_trainable = trainable[0]
         for layer in layers:
+            layer.use_backend(self.backend)
             layer.reset_parameters(self.rng, self.dtype)
             layer._owner = self  # type: ignore[attr-defined]
         self._flatten()
@@ -123,16 +133,22 @@ class Sequential:
     def _flatten(self) -> None:
         """Move every parameter (and gradient) into one contiguous buffer, as views."""
         total = sum(p.size for layer in self.layers for p in layer.params.values())
-        self._flat_params = np.empty(total, dtype=self.dtype)
-        self._flat_grads = np.zeros(total, dtype=self.dtype)
+        to_numpy = self.backend.to_numpy
+        host = np.empty(total, dtype=self.dtype)   # filled on the host, then moved to the device
+        offset = 0
+        for layer in self.layers:
+            for p in layer.params.values():
+                host[offset:offset + p.size] = to_numpy(p).reshape(-1)
+                offset += p.size
+            layer.state = {k: self.backend.asarray(v) for k, v in layer.state.items()}
+        self._flat_params = self.backend.asarray(host)   # (on the CPU: host itself)
+        self._flat_grads = self.xp.zeros(total, dtype=self.dtype)
         offset = 0
         blocks = []  # each layer's (params, grads) as 1-D views, in layer order
         for layer in self.layers:
             start = offset
             for name, p in layer.params.items():
-                view = self._flat_params[offset:offset + p.size].reshape(p.shape)
-                view[...] = p
-                layer.params[name] = view
+                layer.params[name] = self._flat_params[offset:offset + p.size].reshape(p.shape)
                 layer.grads[name] = self._flat_grads[offset:offset + p.size].reshape(p.shape)
                 offset += p.size
             if layer.params:
@@ -268,6 +284,10 @@ class Sequential:
         cbs = list(callbacks or [])
         if verbose:
             cbs.append(ProgressBar())
+        to_device = self.backend.asarray   # checked on the host, trained on the model's device
+        X, y = to_device(X), to_device(y)
+        if val is not None:
+            val = (to_device(val[0]), to_device(val[1]))
         self.history = fit(self, X, y, n_classes=self.n_outputs, epochs=epochs,
                            batch_size=batch_size, optimizer=optimizer, loss=loss, rng=self.rng,
                            validation_data=val, shuffle=shuffle, callbacks=cbs,
@@ -280,7 +300,7 @@ class Sequential:
         """Logits (n, n_outputs) for inputs ``X`` (n, n_features) or one example (n_features,)."""
         # (no np.errstate here: it would cost more than the whole forward pass of one digit)
         X = check_features(X, self.n_features_in, self.dtype, input_shape=self.input_shape)
-        z = self.forward(X, False)
+        z = self.backend.to_numpy(self.forward(self.backend.asarray(X), False))
         if not np.isfinite(z).all():
             raise InputError("the model's outputs overflow for these inputs (values too large?)")
         return z
@@ -315,7 +335,8 @@ class Sequential:
             info, arrays = training_state
             header["training_state"] = info
             tensors.update({f"optimizer.{k}": v for k, v in arrays.items()})
-        write_model_file(path, tensors, header)
+        to_numpy = self.backend.to_numpy
+        write_model_file(path, {k: to_numpy(v) for k, v in tensors.items()}, header)
 
     # -- display --------------------------------------------------------------------------------
     def summary(self) -> None:
@@ -334,13 +355,18 @@ class Sequential:
         return f"Sequential(\n{inner}\n)"
 
 
-def load_model(path: str | os.PathLike[str]) -> Sequential:
-    """Read a model written by :meth:`Sequential.save`; bad files raise :class:`ModelFileError`."""
+def load_model(path: str | os.PathLike[str], device: str = "cpu") -> Sequential:
+    """Read a model written by :meth:`Sequential.save`; bad files raise :class:`ModelFileError`.
+
+    ``device`` is where the loaded model computes (see :class:`Sequential`); files are the same
+    whichever device wrote them.
+    """
+    backend = get_backend(device)   # a bad device fails before the file is read
     tensors, header = read_model_file(path)
     try:
         layers = [build_layer(spec) for spec in header["architecture"]]
         model = Sequential(layers, input_shape=header.get("input_shape"), seed=header.get("seed"),
-                           dtype=header.get("dtype", "float32"))
+                           dtype=header.get("dtype", "float32"), device=backend)
     except (ValueError, TypeError) as exc:
         raise ModelFileError(f"{path}: invalid architecture in model header ({exc})") from None
     expected = {name: p for name, p, _ in model.named_parameters()}
@@ -360,7 +386,7 @@ def load_model(path: str | os.PathLike[str]) -> Sequential:
                 f"{path}: tensor {name} has shape {t.shape}, the architecture needs {p.shape}")
         if not np.isfinite(t).all():
             raise ModelFileError(f"{path}: tensor {name} contains NaN or infinite values")
-        p[...] = t
+        p[...] = backend.asarray(t)
     model.preprocessing = dict(header.get("preprocessing") or {})
     model.metadata = dict(header.get("metadata") or {})
     return model

@@ -18,18 +18,19 @@ from .model import Sequential
 _IMAGE_LAYERS = (Conv2D, MaxPool2D, AvgPool2D, GlobalAvgPool2D, Flatten)
 
 
-def build_model(cfg: dict[str, Any], info: dict[str, Any]) -> Sequential:
+def build_model(cfg: dict[str, Any], info: dict[str, Any], device: str = "cpu") -> Sequential:
     """The network ``cfg`` describes, for the dataset whose split ``info`` is given.
 
     Networks with image layers take (C, H, W) images; the others take flat rows of C*H*W pixels.
-    The model records the dataset's preprocessing (pixel scale, picture format).
+    The model records the dataset's preprocessing (pixel scale, picture format) and computes on
+    ``device`` ("cpu", "cuda", "cuda:N").
     """
     shape = tuple(int(d) for d in info["input_shape"])
     n_classes = int(info["n_classes"])
     layers = build_layers(cfg, shape if cfg["arch"] == "cnn" else int(np.prod(shape)), n_classes)
     image = any(isinstance(layer, _IMAGE_LAYERS) for layer in layers)
     model = Sequential(layers, input_shape=shape if image else (int(np.prod(shape)),),
-                       seed=cfg["seed"], dtype=cfg["dtype"])
+                       seed=cfg["seed"], dtype=cfg["dtype"], device=device)
     if model.n_outputs != n_classes:
         raise ValueError(f"the network outputs {model.n_outputs} values per example but the "
                          f"dataset has {n_classes} classes")

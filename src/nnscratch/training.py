@@ -119,12 +119,13 @@ def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epoch
     already restored): epochs ``initial_epoch + 1 .. epochs`` are trained.
     """
     n, d = X.shape
-    # X and its one-hot labels side by side, so one np.take shuffles both
-    XY = np.concatenate([X, one_hot(y, n_classes, X.dtype)], axis=1)
-    XYs, ys = (np.empty_like(XY), np.empty_like(y)) if shuffle else (XY, y)
+    xp = getattr(model, "xp", np)  # the model's array module: X and y are already on its device
+    # X and its one-hot labels side by side, so one take shuffles both
+    XY = xp.concatenate([X, one_hot(y, n_classes, X.dtype)], axis=1)
+    XYs, ys = (xp.empty_like(XY), xp.empty_like(y)) if shuffle else (XY, y)
     # the epoch's logits, row i for example ys[i]; column-major because row-wise reductions over
     # 10 columns are 5x faster that way, and copying a batch into it costs the same
-    Z = np.empty((n, n_classes), dtype=X.dtype, order="F")
+    Z = xp.empty((n, n_classes), dtype=X.dtype, order="F")
     batches = [(XYs[i:i + batch_size, :d], XYs[i:i + batch_size, d:], Z[i:i + batch_size])
                for i in range(0, n, batch_size)]
 
@@ -135,7 +136,7 @@ def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epoch
     else:
         forward, backward = (lambda x: model.forward(x, True)), (lambda g: model.backward(g, False))
     step, gradient = optimizer.step, loss.gradient
-    copyto = np.copyto
+    copyto = xp.copyto
     history = History() if history is None else history
     if schedule is not None and initial_epoch == 0:
         optimizer.lr = schedule.start(optimizer.lr)
@@ -149,9 +150,9 @@ def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epoch
         with np.errstate(over="ignore", invalid="ignore"):
             for epoch in range(initial_epoch, epochs):
                 if shuffle:
-                    perm = rng.permutation(n)
-                    np.take(XY, perm, axis=0, out=XYs)
-                    np.take(y, perm, axis=0, out=ys)
+                    perm = xp.asarray(rng.permutation(n))  # drawn on the host, as on every device
+                    xp.take(XY, perm, axis=0, out=XYs)
+                    xp.take(y, perm, axis=0, out=ys)
                 for xb, yb, zb in batches:
                     if augment is not None:       # e.g. random shifts, drawn from the run's rng
                         xb = augment(xb, rng)

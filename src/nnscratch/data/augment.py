@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
+from ..backend import backend_of
 from ..validation import check_positive_int
 
 
@@ -25,12 +25,15 @@ class RandomShift:
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         m, (c, h, w), s = x.shape[0], self.shape, self.max_shift
+        backend = backend_of(x)  # NumPy, or CuPy for a batch on a GPU
+        xp = backend.xp
         imgs = x.reshape(m, c, h, w)
-        padded = np.zeros((m, c, h + 2 * s, w + 2 * s), dtype=x.dtype)
+        padded = xp.zeros((m, c, h + 2 * s, w + 2 * s), dtype=x.dtype)
         padded[:, :, s:s + h, s:s + w] = imgs
-        offsets = rng.integers(0, 2 * s + 1, size=(2, m))  # (dy, dx) + s for every example
-        windows = sliding_window_view(padded, (h, w), axis=(2, 3))  # (m, c, 2s+1, 2s+1, h, w)
-        return windows[np.arange(m), :, offsets[0], offsets[1]]
+        # (dy, dx) + s for every example, drawn on the host by the run's NumPy generator
+        offsets = backend.asarray(rng.integers(0, 2 * s + 1, size=(2, m)))
+        windows = backend.sliding_window_view(padded, (h, w), axis=(2, 3))  # (m, c, 2s+1, 2s+1, h, w)
+        return windows[xp.arange(m), :, offsets[0], offsets[1]]
 
     def __repr__(self) -> str:
         return f"RandomShift({self.shape}, max_shift={self.max_shift})"

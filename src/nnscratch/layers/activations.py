@@ -22,17 +22,19 @@ class ReLU(Layer):
     """
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        xp = self.xp
         if not training:
-            return np.maximum(x, 0)
+            return xp.maximum(x, 0)
         ws = self._ws = self._workspace.get(x.shape) or self._make_workspace(x)
         # A = max(Z, 0), against an array of zeros: a Python 0 would be converted at every call,
         # which costs more than the maximum itself at this size
-        np.maximum(x, ws[3], out=ws[0])
+        xp.maximum(x, ws[3], out=ws[0])
         return ws[0]
 
     def _make_workspace(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
-        ws = self._workspace[x.shape] = (np.empty_like(x), np.empty_like(x), np.empty_like(x),
-                                         np.zeros_like(x))
+        xp = self.xp
+        ws = self._workspace[x.shape] = (xp.empty_like(x), xp.empty_like(x), xp.empty_like(x),
+                                         xp.zeros_like(x))
         return ws  # A, mask, dZ, zeros
 
     def backward(self, grad_y: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
@@ -41,8 +43,8 @@ class ReLU(Layer):
         a, mask, dx, _ = self._ws
         # Plain form: dx = grad_y * (a > 0). sign(a) is 1 where a > 0 and 0 where a == 0 (a >= 0),
         # and a float mask multiplies faster than a boolean one.
-        np.sign(a, out=mask)
-        np.multiply(grad_y, mask, out=dx)
+        self.xp.sign(a, out=mask)
+        self.xp.multiply(grad_y, mask, out=dx)
         return dx
 
 
@@ -92,17 +94,17 @@ class LeakyReLU(_Elementwise):
         return {"negative_slope": self.negative_slope}
 
     def _f(self, z: np.ndarray) -> np.ndarray:
-        return np.where(z > 0, z, z * z.dtype.type(self.negative_slope))
+        return self.xp.where(z > 0, z, z * z.dtype.type(self.negative_slope))
 
     def _df(self, z: np.ndarray, a: np.ndarray) -> np.ndarray:
-        return np.where(z > 0, z.dtype.type(1), z.dtype.type(self.negative_slope))
+        return self.xp.where(z > 0, z.dtype.type(1), z.dtype.type(self.negative_slope))
 
 
 class Tanh(_Elementwise):
     r"""``A = tanh(Z)``; ``dZ = dA * (1 - A**2)``."""
 
     def _f(self, z: np.ndarray) -> np.ndarray:
-        return np.tanh(z)
+        return self.xp.tanh(z)
 
     def _df(self, z: np.ndarray, a: np.ndarray) -> np.ndarray:
         return 1 - a * a
@@ -115,8 +117,9 @@ class Sigmoid(_Elementwise):
     """
 
     def _f(self, z: np.ndarray) -> np.ndarray:
-        e = np.exp(-np.abs(z))
-        return np.where(z >= 0, 1, e) / (1 + e)
+        xp = self.xp
+        e = xp.exp(-xp.abs(z))
+        return xp.where(z >= 0, 1, e) / (1 + e)
 
     def _df(self, z: np.ndarray, a: np.ndarray) -> np.ndarray:
         return a * (1 - a)
@@ -149,18 +152,16 @@ class GELU(_Elementwise):
 
     def _f(self, z: np.ndarray) -> np.ndarray:
         if self.approximate == "tanh":
-            t = np.tanh(self._C * (z + 0.044715 * z**3))
+            t = self.xp.tanh(self._C * (z + 0.044715 * z**3))
             return (0.5 * z * (1 + t)).astype(z.dtype, copy=False)
-        from scipy.special import erf
-
+        erf = self.backend.erf  # scipy.special.erf, or CuPy's on a GPU
         return (0.5 * z * (1 + erf(z / np.sqrt(2.0)))).astype(z.dtype, copy=False)
 
     def _df(self, z: np.ndarray, a: np.ndarray) -> np.ndarray:
         if self.approximate == "tanh":
-            t = np.tanh(self._C * (z + 0.044715 * z**3))
+            t = self.xp.tanh(self._C * (z + 0.044715 * z**3))
             d = 0.5 * (1 + t) + 0.5 * z * (1 - t * t) * self._C * (1 + 3 * 0.044715 * z**2)
         else:
-            from scipy.special import erf
-
-            d = 0.5 * (1 + erf(z / np.sqrt(2.0))) + z * np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)
+            erf = self.backend.erf
+            d = 0.5 * (1 + erf(z / np.sqrt(2.0))) + z * self.xp.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)
         return d.astype(z.dtype, copy=False)

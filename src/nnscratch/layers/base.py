@@ -16,9 +16,20 @@ from typing import Any
 
 import numpy as np
 
+from ..backend import CPU, Backend
+
 
 class Layer:
-    """Base class: parameters and gradients live in matching named dicts."""
+    """Base class: parameters and gradients live in matching named dicts.
+
+    ``self.xp`` is the array module the layer computes with (NumPy, or CuPy on a GPU), set once by
+    the model that owns the layer (:meth:`use_backend`); layer code calls ``xp.dot``,
+    ``xp.empty``, ... where a CPU-only version would call ``np.dot``, ``np.empty``.
+    """
+
+    #: where the layer computes (see :mod:`nnscratch.backend`); NumPy unless a model says otherwise
+    backend: Backend = CPU
+    xp = np
 
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}
@@ -36,6 +47,11 @@ class Layer:
         raise NotImplementedError
 
     # -- shared plumbing ----------------------------------------------------------------------
+    def use_backend(self, backend: Backend) -> None:
+        """Compute with ``backend``'s array module from now on (the model moves the arrays)."""
+        self.backend, self.xp = backend, backend.xp
+        self._workspace.clear()
+
     def reset_parameters(self, rng: np.random.Generator, dtype: np.dtype) -> None:
         """(Re)draw the parameters from ``rng`` in ``dtype``; layers without parameters do nothing."""
         self._workspace.clear()

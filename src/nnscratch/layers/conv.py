@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from ..backend import resolve_dtype
 from ..errors import InputError
@@ -45,12 +44,12 @@ class Conv2D(Layer):
     where ``Xpad`` is ``X`` with ``ph`` rows and ``pw`` columns of zeros on each side.
 
     Computed as one matrix product with an im2col matrix. The padded input is held with the batch
-    axis *last*, ``xp[c, h, w, n]`` (C, H + 2*ph, W + 2*pw, N): each window copy (im2col) and each
+    axis *last*, ``xpad[c, h, w, n]`` (C, H + 2*ph, W + 2*pw, N): each window copy (im2col) and each
     col2im add then runs over rows of ``Wo*N`` contiguous numbers instead of ``Wo``, which is
     several times faster on small images. With ``K = C*kH*kW`` and ``L = Ho*Wo*N``::
 
-        xp[c, ph + h, pw + w, n] = X[n, c, h, w]                 (zero border)
-        col[c, u, v, i, j, n] = xp[c, sh*i + u, sw*j + v, n]     viewed as (K, L)
+        xpad[c, ph + h, pw + w, n] = X[n, c, h, w]                 (zero border)
+        col[c, u, v, i, j, n] = xpad[c, sh*i + u, sw*j + v, n]     viewed as (K, L)
         W2 = W.reshape(O, K)
         Yt = W2 @ col                                            (O, L)
         Y = Yt.reshape(O, Ho, Wo, N).transpose(3, 0, 1, 2) + b[:, None, None]     (N, O, Ho, Wo)
@@ -69,7 +68,7 @@ class Conv2D(Layer):
     When ``K = C*kH*kW`` is small (below 32: e.g. a first layer on grey or RGB images) the output
     is much larger than ``col`` and moving it between the batch-last and the (N, C, H, W) layout
     costs more than the product itself. Such layers keep the batch axis first instead
-    (``xp[n, c, h, w]``, ``col[n]`` of shape (K, Ho*Wo)) and do one small product per example,
+    (``xpad[n, c, h, w]``, ``col[n]`` of shape (K, Ho*Wo)) and do one small product per example,
     all in one ``np.matmul`` call over the stack, with no transposes::
 
         Y[n] = W2 @ col[n] + b[:, None]                       (O, Ho*Wo), for every n at once
@@ -143,24 +142,25 @@ class Conv2D(Layer):
 
     # -- computation ----------------------------------------------------------------------------
     def _buffers(self, shape: tuple[int, ...], dtype: np.dtype, training: bool) -> dict[str, np.ndarray]:
-        """Scratch arrays for one input shape (validated here); ``xp``'s zero border is kept.
+        """Scratch arrays for one input shape (validated here); ``xpad``'s zero border is kept.
 
         Training keeps one set per shape (forward, backward and their outputs); prediction keeps
         one set of forward scratch, for the last shape seen, and returns a fresh ``Y`` each call.
         """
+        xp = self.xp
         n, c, h, w = shape
         (kh, kw), (ph, pw), o = self.kernel_size, self.padding, self.out_channels
         ho, wo = self._out_hw(c, h, w, InputError, f"input (N, C, H, W) = {shape}")
         K, L = c * kh * kw, ho * wo * n
-        bufs = {"xp": np.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype),
-                "col": np.empty((c, kh, kw, ho, wo, n), dtype),
-                "Yt": np.empty((o, L), dtype),
-                "YtT": np.empty((o, n, ho * wo), dtype)}   # Yt with (Ho*Wo, N) swapped: see forward
+        bufs = {"xpad": xp.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype),
+                "col": xp.empty((c, kh, kw, ho, wo, n), dtype),
+                "Yt": xp.empty((o, L), dtype),
+                "YtT": xp.empty((o, n, ho * wo), dtype)}   # Yt with (Ho*Wo, N) swapped: see forward
         if training:
-            bufs.update(Y=np.empty((n, o, ho, wo), dtype), dYt=np.empty((o, ho, wo, n), dtype),
-                        dWT=np.empty((K, o), dtype), ones=np.ones(L, dtype), dcol=np.empty((K, L), dtype),
-                        dxp=np.empty_like(bufs["xp"]), dXt=np.empty((c, n, h, w), dtype),
-                        dX=np.empty(shape, dtype))
+            bufs.update(Y=xp.empty((n, o, ho, wo), dtype), dYt=xp.empty((o, ho, wo, n), dtype),
+                        dWT=xp.empty((K, o), dtype), ones=xp.ones(L, dtype), dcol=xp.empty((K, L), dtype),
+                        dxp=xp.empty_like(bufs["xpad"]), dXt=xp.empty((c, n, h, w), dtype),
+                        dX=xp.empty(shape, dtype))
             self._workspace[shape] = bufs
         else:
             for key in [k for k in self._workspace if k[0] == "predict"]:
@@ -169,7 +169,8 @@ class Conv2D(Layer):
         return bufs
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        x = np.asarray(x)
+        xp = self.xp
+        x = xp.asarray(x)
         if x.ndim != 4 or x.dtype.kind not in "biuf":
             raise InputError(f"Conv2D expects numeric (N, C, H, W) images, got shape {x.shape} "
                              f"and dtype {x.dtype}")
@@ -184,45 +185,47 @@ class Conv2D(Layer):
             Y = None
         n, c, h, w = x.shape
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        xp, col, Yt, YtT = ws["xp"], ws["col"], ws["Yt"], ws["YtT"]
+        xpad, col, Yt, YtT = ws["xpad"], ws["col"], ws["Yt"], ws["YtT"]
         o, ho, wo = self.out_channels, col.shape[3], col.shape[4]
         if Y is None:
-            Y = np.empty((n, o, ho, wo), W.dtype)
-        # xp[c, ph + h, pw + w, n] = X[n, c, h, w]  (the zero border stays from _buffers)
-        np.copyto(xp[:, ph:ph + h, pw:pw + w], x.transpose(1, 2, 3, 0))
-        win = sliding_window_view(xp, (kh, kw), axis=(1, 2))[:, ::sh, ::sw]  # (C, Ho, Wo, N, kH, kW) view
-        np.copyto(col, win.transpose(0, 4, 5, 1, 2, 3))                 # col (C, kH, kW, Ho, Wo, N)
+            Y = xp.empty((n, o, ho, wo), W.dtype)
+        # xpad[c, ph + h, pw + w, n] = X[n, c, h, w]  (the zero border stays from _buffers)
+        xp.copyto(xpad[:, ph:ph + h, pw:pw + w], x.transpose(1, 2, 3, 0))
+        windows = self.backend.sliding_window_view(xpad, (kh, kw), axis=(1, 2))
+        win = windows[:, ::sh, ::sw]                                     # (C, Ho, Wo, N, kH, kW) view
+        xp.copyto(col, win.transpose(0, 4, 5, 1, 2, 3))                 # col (C, kH, kW, Ho, Wo, N)
         W2 = W.reshape(o, -1)
-        np.dot(W2, col.reshape(-1, Yt.shape[1]), out=Yt)                 # Yt = W2 @ col
+        xp.dot(W2, col.reshape(-1, Yt.shape[1]), out=Yt)                 # Yt = W2 @ col
         # Y = Yt.reshape(O, Ho, Wo, N).transpose(3, 0, 1, 2) + b[:, None, None], in two steps:
         # (Ho*Wo, N) -> (N, Ho*Wo) within each output channel, then (O, N) -> (N, O) over contiguous
         # Ho*Wo blocks, adding b on the way; NumPy's one-step copy gathers with a stride of N
         # elements and is 1.5-3x slower
-        np.copyto(YtT, Yt.reshape(o, ho * wo, n).transpose(0, 2, 1))
-        np.add(YtT.transpose(1, 0, 2), self.params["b"][:, None], out=Y.reshape(n, o, ho * wo))
+        xp.copyto(YtT, Yt.reshape(o, ho * wo, n).transpose(0, 2, 1))
+        xp.add(YtT.transpose(1, 0, 2), self.params["b"][:, None], out=Y.reshape(n, o, ho * wo))
         if training:
             self._ws = ws  # backward needs col (for dW) and the workspace
         return Y
 
     def backward(self, grad_y: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        xp = self.xp
         if self.batch_first:
             return self._backward_batch_first(grad_y, input_grad)
         ws = self._ws
         col, dWT = ws["col"], ws["dWT"]
         (o, ho, wo, n), K = ws["dYt"].shape, dWT.shape[0]
         L = ho * wo * n
-        np.copyto(ws["dYt"], grad_y.transpose(1, 2, 3, 0))
+        xp.copyto(ws["dYt"], grad_y.transpose(1, 2, 3, 0))
         dYt = ws["dYt"].reshape(o, L)                                      # dY.transpose(1, 2, 3, 0)
         # dW = dYt @ col.T, computed as (col @ dYt.T).T: OpenBLAS runs this orientation of the
         # same product (a long inner dimension L) 20-40% faster here
-        np.dot(col.reshape(K, L), dYt.T, out=dWT)
-        np.copyto(self.grads["W"].reshape(o, K), dWT.T)
-        np.dot(dYt, ws["ones"], out=self.grads["b"])                       # db = dYt @ ones(L)
+        xp.dot(col.reshape(K, L), dYt.T, out=dWT)
+        xp.copyto(self.grads["W"].reshape(o, K), dWT.T)
+        xp.dot(dYt, ws["ones"], out=self.grads["b"])                       # db = dYt @ ones(L)
         if not input_grad:
             return None
         dcol, dxp, dX = ws["dcol"], ws["dxp"], ws["dX"]
         W2 = self.params["W"].reshape(o, K)
-        np.dot(W2.T, dYt, out=dcol)                                        # dcol = W2.T @ dYt
+        xp.dot(W2.T, dYt, out=dcol)                                        # dcol = W2.T @ dYt
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         _, c, h, w = dX.shape
         dcol6 = dcol.reshape(c, kh, kw, ho, wo, n)
@@ -231,12 +234,13 @@ class Conv2D(Layer):
             for v in range(kw):
                 dxp[:, u:u + sh * (ho - 1) + 1:sh, v:v + sw * (wo - 1) + 1:sw] += dcol6[:, u, v]
         # dX[n, c, h, w] = dxp[c, ph + h, pw + w, n], in two steps as Y in forward
-        np.copyto(ws["dXt"], dxp[:, ph:ph + h, pw:pw + w].transpose(0, 3, 1, 2))
-        np.copyto(dX, ws["dXt"].transpose(1, 0, 2, 3))
+        xp.copyto(ws["dXt"], dxp[:, ph:ph + h, pw:pw + w].transpose(0, 3, 1, 2))
+        xp.copyto(dX, ws["dXt"].transpose(1, 0, 2, 3))
         return dX
 
     # -- the batch-first layout, for small K (see the class docstring) ---------------------------
     def _forward_batch_first(self, x: np.ndarray, training: bool) -> np.ndarray:
+        xp = self.xp
         n, c, h, w = x.shape
         (kh, kw), (sh, sw), (ph, pw), o = self.kernel_size, self.stride, self.padding, self.out_channels
         W = self.params["W"]
@@ -248,26 +252,28 @@ class Conv2D(Layer):
                 for k in [k for k in self._workspace if k[:2] == ("batch_first", False)]:
                     del self._workspace[k]
             ws = self._workspace[key] = {
-                "xp": np.zeros((n, c, h + 2 * ph, w + 2 * pw), W.dtype),   # zero border kept
-                "col": np.empty((n, c, kh, kw, ho, wo), W.dtype)}
-        xp, col = ws["xp"], ws["col"]
+                "xpad": xp.zeros((n, c, h + 2 * ph, w + 2 * pw), W.dtype),   # zero border kept
+                "col": xp.empty((n, c, kh, kw, ho, wo), W.dtype)}
+        xpad, col = ws["xpad"], ws["col"]
         ho, wo = col.shape[4:]
-        np.copyto(xp[:, :, ph:ph + h, pw:pw + w], x)                            # Xpad
-        win = sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]  # (N, C, Ho, Wo, kH, kW)
-        np.copyto(col, win.transpose(0, 1, 4, 5, 2, 3))                         # col (N, C, kH, kW, Ho, Wo)
+        xp.copyto(xpad[:, :, ph:ph + h, pw:pw + w], x)                            # Xpad
+        windows = self.backend.sliding_window_view(xpad, (kh, kw), axis=(2, 3))
+        win = windows[:, :, ::sh, ::sw]                                         # (N, C, Ho, Wo, kH, kW)
+        xp.copyto(col, win.transpose(0, 1, 4, 5, 2, 3))                         # col (N, C, kH, kW, Ho, Wo)
         Y = ws.get("Y") if training else None
         if Y is None:
-            Y = np.empty((n, o, ho, wo), W.dtype)
+            Y = xp.empty((n, o, ho, wo), W.dtype)
             if training:
                 ws["Y"] = Y
         Y3 = Y.reshape(n, o, ho * wo)
-        np.matmul(W.reshape(o, -1), col.reshape(n, -1, ho * wo), out=Y3)      # Y[n] = W2 @ col[n]
+        xp.matmul(W.reshape(o, -1), col.reshape(n, -1, ho * wo), out=Y3)      # Y[n] = W2 @ col[n]
         Y3 += self.params["b"][:, None]
         if training:
             self._ws = ws
         return Y
 
     def _backward_batch_first(self, grad_y: np.ndarray, input_grad: bool) -> np.ndarray | None:
+        xp = self.xp
         ws = self._ws
         col = ws["col"]
         n, c, kh, kw, ho, wo = col.shape
@@ -275,23 +281,23 @@ class Conv2D(Layer):
         dY = grad_y.reshape(n, o, L)
         col3 = col.reshape(n, K, L)
         if "dWn" not in ws:
-            ws.update(dWn=np.empty((n, o, K), col.dtype), ones=np.ones(L, col.dtype))
-        np.matmul(dY, col3.transpose(0, 2, 1), out=ws["dWn"])                # dY[n] @ col[n].T
+            ws.update(dWn=xp.empty((n, o, K), col.dtype), ones=xp.ones(L, col.dtype))
+        xp.matmul(dY, col3.transpose(0, 2, 1), out=ws["dWn"])                # dY[n] @ col[n].T
         ws["dWn"].sum(axis=0, out=self.grads["W"].reshape(o, K))               # summed over n
         (dY @ ws["ones"]).sum(axis=0, out=self.grads["b"])                     # db = dY.sum((0, 2, 3))
         if not input_grad:
             return None
         (sh, sw), (ph, pw) = self.stride, self.padding
-        h, w = ws["xp"].shape[2] - 2 * ph, ws["xp"].shape[3] - 2 * pw
+        h, w = ws["xpad"].shape[2] - 2 * ph, ws["xpad"].shape[3] - 2 * pw
         if "dcol" not in ws:
-            ws.update(dcol=np.empty((n, K, L), col.dtype), dxp=np.empty_like(ws["xp"]),
-                      dX=np.empty((n, c, h, w), col.dtype))
+            ws.update(dcol=xp.empty((n, K, L), col.dtype), dxp=xp.empty_like(ws["xpad"]),
+                      dX=xp.empty((n, c, h, w), col.dtype))
         dcol, dxp = ws["dcol"], ws["dxp"]
-        np.matmul(self.params["W"].reshape(o, K).T, dY, out=dcol)             # dcol[n] = W2.T @ dY[n]
+        xp.matmul(self.params["W"].reshape(o, K).T, dY, out=dcol)             # dcol[n] = W2.T @ dY[n]
         dcol6 = dcol.reshape(n, c, kh, kw, ho, wo)
         dxp.fill(0)
         for u in range(kh):   # col2im, one strided add per kernel offset
             for v in range(kw):
                 dxp[:, :, u:u + sh * (ho - 1) + 1:sh, v:v + sw * (wo - 1) + 1:sw] += dcol6[:, :, u, v]
-        np.copyto(ws["dX"], dxp[:, :, ph:ph + h, pw:pw + w])
+        xp.copyto(ws["dX"], dxp[:, :, ph:ph + h, pw:pw + w])
         return ws["dX"]

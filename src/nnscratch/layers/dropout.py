@@ -45,16 +45,22 @@ class Dropout(Layer):
             return x
         ws = self._workspace.get(x.shape)   # buffers kept per input shape (see Layer)
         if ws is None:
-            ws = self._workspace[x.shape] = {k: np.empty_like(x) for k in ("scale", "y", "dx")}
+            xp = self.xp
+            ws = self._workspace[x.shape] = {k: xp.empty_like(x) for k in ("y", "dx")}
+            # the draws are made on the host by the model's NumPy generator (the same mask on
+            # every device), then moved to the device's "scale" buffer (no copy on the CPU)
+            ws["draw"] = np.empty(x.shape, x.dtype)
+            ws["scale"] = self.backend.asarray(ws["draw"])
+        self._rng.random(out=ws["draw"], dtype=x.dtype)     # float32/64 draws in [0, 1)
         scale = self._scale = ws["scale"]
-        self._rng.random(out=scale, dtype=scale.dtype)      # float32/64 draws
-        np.greater_equal(scale, self.p, out=scale)          # M: 1 (kept) or 0
+        self.backend.upload(scale, ws["draw"])              # host -> device (nothing on the CPU)
+        self.xp.greater_equal(scale, self.p, out=scale)     # M: 1 (kept) or 0
         scale *= x.dtype.type(1 / (1 - self.p))             # M / (1 - p)
-        return np.multiply(x, scale, out=ws["y"])
+        return self.xp.multiply(x, scale, out=ws["y"])
 
     def backward(self, grad_y: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         if not input_grad:
             return None
         if self._scale is None:
             return grad_y
-        return np.multiply(grad_y, self._scale, out=self._workspace[grad_y.shape]["dx"])
+        return self.xp.multiply(grad_y, self._scale, out=self._workspace[grad_y.shape]["dx"])

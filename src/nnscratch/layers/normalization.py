@@ -73,7 +73,7 @@ class BatchNorm(Layer):
             # (X - running_mean) / sqrt(running_var + eps) * gamma + beta, as one multiply and one
             # add per value: X * a + (beta - running_mean * a) with a = gamma / sqrt(var + eps)
             st = self.state
-            a = self.params["gamma"] / np.sqrt(st["running_var"] + self.eps)
+            a = self.params["gamma"] / self.xp.sqrt(st["running_var"] + self.eps)
             y = x * a.reshape(shape)
             y += (self.params["beta"] - st["running_mean"] * a).reshape(shape)
             return y
@@ -84,7 +84,7 @@ class BatchNorm(Layer):
             return self._forward_images(x, n)
         mu = x.mean(axis=axes, keepdims=True)
         var = x.var(axis=axes, keepdims=True)
-        inv_std = 1 / np.sqrt(var + self.eps)
+        inv_std = 1 / self.xp.sqrt(var + self.eps)
         xhat = (x - mu) * inv_std
         self._xhat, self._inv_std, self._axes_shape = xhat, inv_std, (axes, shape)
         self._update_running(mu, var, n)
@@ -112,26 +112,26 @@ class BatchNorm(Layer):
         nb, c, hw = a.shape
         return (a.reshape(nb * c, hw) @ ws["ones"]).reshape(nb, c).sum(axis=0)
 
-    @staticmethod
-    def _channel_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    def _channel_dot(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """``(a * b).sum(axis=(0, 2, 3))`` for (N, C, H*W) arrays, without a temporary."""
         nb, c, hw = a.shape
-        return np.einsum("ij,ij->i", a.reshape(nb * c, hw), b.reshape(nb * c, hw)).reshape(
+        return self.xp.einsum("ij,ij->i", a.reshape(nb * c, hw), b.reshape(nb * c, hw)).reshape(
             nb, c).sum(axis=0)
 
     def _forward_images(self, x: np.ndarray, n: int) -> np.ndarray:
         nb, c, h, w = x.shape
+        xp = self.xp
         ws = self._workspace.get(x.shape)
         if ws is None:
             ws = self._workspace[x.shape] = {
-                **{k: np.empty((nb, c, h * w), x.dtype) for k in ("xc", "y", "tmp", "dx")},
-                "ones": np.ones(h * w, x.dtype)}
+                **{k: xp.empty((nb, c, h * w), x.dtype) for k in ("xc", "y", "tmp", "dx")},
+                "ones": xp.ones(h * w, x.dtype)}
         x3, xc, y = x.reshape(nb, c, h * w), ws["xc"], ws["y"]
         mu = self._channel_sum(x3, ws) / n
-        np.subtract(x3, mu[:, None], out=xc)                   # Xc = X - mu
+        xp.subtract(x3, mu[:, None], out=xc)                   # Xc = X - mu
         var = self._channel_dot(xc, xc) / n                    # mean of Xc**2
-        inv_std = 1 / np.sqrt(var + self.eps)
-        np.multiply(xc, (self.params["gamma"] * inv_std)[:, None], out=y)
+        inv_std = 1 / xp.sqrt(var + self.eps)
+        xp.multiply(xc, (self.params["gamma"] * inv_std)[:, None], out=y)
         y += self.params["beta"][:, None]                      # Y = gamma * Xc * inv_std + beta
         self._update_running(mu, var, n)
         self._ws, self._n, self._inv_std = ws, n, inv_std
@@ -152,8 +152,8 @@ class BatchNorm(Layer):
         if not input_grad:
             return None
         a = self.params["gamma"] * inv_std
-        np.multiply(g3, a[:, None], out=dx)
-        np.multiply(xc, (-a * inv_std * dgamma / n)[:, None], out=tmp)
+        self.xp.multiply(g3, a[:, None], out=dx)
+        self.xp.multiply(xc, (-a * inv_std * dgamma / n)[:, None], out=tmp)
         dx += tmp
         dx += (-a * dbeta / n)[:, None]
         return dx.reshape(grad_y.shape)

@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import InputError
 from ..validation import check_positive_int
 from .base import Layer
 
 
-def _windows(x: np.ndarray, k: int, s: int) -> np.ndarray:
+def _windows(x: np.ndarray, k: int, s: int, sliding_window_view: Any) -> np.ndarray:
     """(N, C, H, W) -> view (N, C, Ho, Wo, k, k) of every k x k window at stride s (no copy)."""
     if x.ndim != 4:
         raise InputError(f"pooling expects (N, C, H, W) images, got shape {x.shape}")
@@ -76,26 +75,27 @@ class MaxPool2D(_Pool2D):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         k = self.kernel_size
-        ho, wo = _windows(x, k, self.stride).shape[2:4]  # validates the shape
+        ho, wo = _windows(x, k, self.stride, self.backend.sliding_window_view).shape[2:4]  # checks x
         if training:  # training writes into buffers kept per input shape (see Layer)
             ws = self._workspace.get(x.shape) or self._make_workspace(x, ho, wo)
             y = ws["y"]
-            np.copyto(y, self._offset(x, 0, 0, ho, wo))
+            self.xp.copyto(y, self._offset(x, 0, 0, ho, wo))
         else:
             y = self._offset(x, 0, 0, ho, wo).copy()
         for u in range(k):
             for v in range(k):
                 if u or v:
-                    np.maximum(y, self._offset(x, u, v, ho, wo), out=y)
+                    self.xp.maximum(y, self._offset(x, u, v, ho, wo), out=y)
         if training:
             self._x, self._ws = x, ws
         return y
 
     def _make_workspace(self, x: np.ndarray, ho: int, wo: int) -> dict[str, np.ndarray]:
         n, c = x.shape[:2]
+        xp = self.xp
         ws = self._workspace[x.shape] = {
-            "y": np.empty((n, c, ho, wo), x.dtype), "dx": np.zeros(x.shape, x.dtype),
-            "free": np.empty((n, c, ho, wo), bool), "hit": np.empty((n, c, ho, wo), bool)}
+            "y": xp.empty((n, c, ho, wo), x.dtype), "dx": xp.zeros(x.shape, x.dtype),
+            "free": xp.empty((n, c, ho, wo), bool), "hit": xp.empty((n, c, ho, wo), bool)}
         return ws
 
     def backward(self, grad_y: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
@@ -112,14 +112,14 @@ class MaxPool2D(_Pool2D):
         overlap = self.stride < k   # else each input pixel is in at most one window
         for u in range(k):
             for v in range(k):
-                np.equal(self._offset(x, u, v, ho, wo), y, out=hit)
+                self.xp.equal(self._offset(x, u, v, ho, wo), y, out=hit)
                 hit &= free
                 free ^= hit                       # free &= ~hit (hit is inside free)
                 dx_uv = self._offset(dx, u, v, ho, wo)
                 if overlap:
                     dx_uv += grad_y * hit
                 else:
-                    np.multiply(grad_y, hit, out=dx_uv)
+                    self.xp.multiply(grad_y, hit, out=dx_uv)
         return dx
 
 
@@ -132,12 +132,13 @@ class AvgPool2D(_Pool2D):
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         if training:
             self._shape = x.shape
-        return _windows(x, self.kernel_size, self.stride).mean(axis=(-2, -1))
+        windows = _windows(x, self.kernel_size, self.stride, self.backend.sliding_window_view)
+        return windows.mean(axis=(-2, -1))
 
     def backward(self, grad_y: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         if not input_grad:
             return None
-        dx = np.zeros(self._shape, dtype=grad_y.dtype)
+        dx = self.xp.zeros(self._shape, dtype=grad_y.dtype)
         share = grad_y / self.kernel_size**2
         self._scatter(dx, lambda i, j: 1, share)
         return dx
@@ -160,7 +161,7 @@ class GlobalAvgPool2D(Layer):
         if not input_grad:
             return None
         n, c, h, w = self._shape
-        return np.broadcast_to((grad_y / (h * w))[:, :, None, None], self._shape).copy()
+        return self.xp.broadcast_to((grad_y / (h * w))[:, :, None, None], self._shape).copy()
 
     def output_shape(self, input_shape: tuple[int, int, int]) -> tuple[int]:
         return (input_shape[0],)

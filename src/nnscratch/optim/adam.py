@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-
 from ..validation import check_positive_float
 from .base import Optimizer
 
@@ -58,29 +56,30 @@ class Adam(Optimizer):
         (b1, b2), lr, eps, wd = self.betas, self.lr, self.eps, self.weight_decay
         step_size = lr / (1 - b1**self.t)
         inv_sqrt_bc2 = 1 / math.sqrt(1 - b2**self.t)
+        xp = self.xp
         for (p, g), st in zip(self.pairs, self.state, strict=True):
             if not st:
-                st.update(m=np.zeros_like(p), v=np.zeros_like(p), d=np.empty_like(p),
-                          s=np.empty_like(p))
+                st.update(m=xp.zeros_like(p), v=xp.zeros_like(p), d=xp.empty_like(p),
+                          s=xp.empty_like(p))
             m, v, d, s = st["m"], st["v"], st["d"], st["s"]
             if wd and self.decoupled:
                 p *= 1 - lr * wd                  # AdamW: p = p - lr * lambda * p
             if wd and not self.decoupled:
-                np.multiply(p, wd, out=d)         # Adam: g = g + lambda * p
+                xp.multiply(p, wd, out=d)         # Adam: g = g + lambda * p
                 d += g
             else:
                 d = g                             # (read only below)
             m *= b1                               # m = b1 * m + (1 - b1) * g
-            np.multiply(d, 1 - b1, out=s)
+            xp.multiply(d, 1 - b1, out=s)
             m += s
             v *= b2                               # v = b2 * v + (1 - b2) * g**2
-            np.multiply(d, d, out=s)
+            xp.multiply(d, d, out=s)
             s *= 1 - b2
             v += s
-            np.sqrt(v, out=s)                     # sqrt(v) / sqrt(1 - b2**t) + eps
+            xp.sqrt(v, out=s)                     # sqrt(v) / sqrt(1 - b2**t) + eps
             s *= inv_sqrt_bc2
             s += eps
-            np.divide(m, s, out=s)                # p -= lr / (1 - b1**t) * m / (...)
+            xp.divide(m, s, out=s)                # p -= lr / (1 - b1**t) * m / (...)
             s *= step_size
             p -= s
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backend import backend_of
 from ..validation import check_positive_float
 
 Pairs = Sequence[tuple[np.ndarray, np.ndarray]]
@@ -25,6 +26,8 @@ class Optimizer:
             clip_norm, f"{name} clip_norm")
         self.pairs: list[tuple[np.ndarray, np.ndarray]] = []
         self.state: list[dict[str, Any]] = []
+        #: the array module of the bound arrays (NumPy, or CuPy for a model on a GPU)
+        self.xp = np
 
     def bind(self, pairs: Pairs) -> None:
         """Attach the optimizer to ``pairs``; keeps its state if they are the same arrays."""
@@ -37,6 +40,7 @@ class Optimizer:
                     raise ValueError("each parameter and its gradient must match in shape and dtype")
             self.pairs = pairs
             self.state = [{} for _ in pairs]
+            self.xp = backend_of(pairs[0][0]).xp if pairs else np
 
     def step(self) -> None:
         raise NotImplementedError
@@ -44,7 +48,8 @@ class Optimizer:
     def clip_gradients(self) -> float:
         """Scale every gradient by ``clip_norm / (norm + 1e-6)`` when their global 2-norm exceeds
         ``clip_norm`` (PyTorch's ``clip_grad_norm_``); returns the norm before clipping."""
-        norm = float(np.sqrt(sum(float(np.vdot(g, g)) for _, g in self.pairs)))
+        xp = self.xp
+        norm = float(np.sqrt(sum(float(xp.vdot(g, g)) for _, g in self.pairs)))
         if self.clip_norm is not None:
             coef = self.clip_norm / (norm + 1e-6)
             if coef < 1:
@@ -66,7 +71,7 @@ class Optimizer:
             self.t = int(scalars["t"])
         for name, value in arrays.items():
             i, key = name.split(".", 1)
-            self.state[int(i)][key] = np.array(value, dtype=self.pairs[int(i)][0].dtype)
+            self.state[int(i)][key] = self.xp.array(value, dtype=self.pairs[int(i)][0].dtype)
 
     def get_config(self) -> dict[str, Any]:
         return {"lr": self.lr}

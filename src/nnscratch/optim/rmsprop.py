@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from ..validation import check_positive_float
 from .base import Optimizer
 
@@ -42,26 +40,27 @@ class RMSprop(Optimizer):
         if self.clip_norm is not None:
             self.clip_gradients()
         lr, alpha, eps, mu, wd = self.lr, self.alpha, self.eps, self.momentum, self.weight_decay
+        xp = self.xp
         for (p, g), st in zip(self.pairs, self.state, strict=True):
             if not st:
-                st.update(v=np.zeros_like(p), d=np.empty_like(p), s=np.empty_like(p))
+                st.update(v=xp.zeros_like(p), d=xp.empty_like(p), s=xp.empty_like(p))
                 if mu:
-                    st["b"] = np.zeros_like(p)
+                    st["b"] = xp.zeros_like(p)
             v, d, s = st["v"], st["d"], st["s"]
-            np.copyto(d, g)
+            xp.copyto(d, g)
             if wd:
                 d += wd * p                      # g + lambda * p
             v *= alpha                           # v = alpha * v + (1 - alpha) * g**2
-            np.multiply(d, d, out=s)
+            xp.multiply(d, d, out=s)
             s *= 1 - alpha
             v += s
-            np.sqrt(v, out=s)                    # sqrt(v) + eps
+            xp.sqrt(v, out=s)                    # sqrt(v) + eps
             s += eps
-            np.divide(d, s, out=d)               # g / (sqrt(v) + eps)
+            xp.divide(d, s, out=d)               # g / (sqrt(v) + eps)
             if mu:
                 b = st["b"]
                 b *= mu
                 b += d
                 d = b
-            np.multiply(d, lr, out=s)
+            xp.multiply(d, lr, out=s)
             p -= s

@@ -17,8 +17,10 @@ AXPY_MAX_SIZE = 8192
 
 
 def _axpy(p: np.ndarray):  # type: ignore[no-untyped-def]
-    """BLAS ``axpy`` (y <- a*x + y, in place) for a small contiguous float32/64 ``p``, else ``None``."""
-    if p.dtype in (np.float32, np.float64) and p.flags.c_contiguous and p.size <= AXPY_MAX_SIZE:
+    """BLAS ``axpy`` (y <- a*x + y, in place) for a small contiguous float32/64 NumPy ``p``, else
+    ``None`` (also for CuPy arrays: SciPy's BLAS runs on the host)."""
+    if (type(p) is np.ndarray and p.dtype in (np.float32, np.float64) and p.flags.c_contiguous
+            and p.size <= AXPY_MAX_SIZE):
         return get_blas_funcs("axpy", (p,))
     return None
 
@@ -62,7 +64,7 @@ class SGD(Optimizer):
 
     def _plain_updates(self) -> list:
         """For each pair, a call doing ``p -= lr * g`` in place, given (lr): BLAS axpy if it can."""
-        updates = []
+        updates, xp = [], self.xp
         for p, g in self.pairs:
             axpy = _axpy(p)
             if axpy is not None:
@@ -70,14 +72,14 @@ class SGD(Optimizer):
                 p1, g1, n = p.reshape(-1), g.reshape(-1), p.size
                 updates.append(lambda lr, axpy=axpy, g1=g1, p1=p1, n=n: axpy(g1, p1, n, -lr))
             else:   # p -= lr * g, into a scratch buffer: no allocation per step
-                scratch = np.empty_like(p)
-                updates.append(lambda lr, p=p, g=g, d=scratch: np.subtract(
-                    p, np.multiply(g, lr, out=d), out=p))
+                scratch = xp.empty_like(p)
+                updates.append(lambda lr, p=p, g=g, d=scratch: xp.subtract(
+                    p, xp.multiply(g, lr, out=d), out=p))
         self._plain = updates
         return updates
 
     def step(self) -> None:
-        lr, mu, wd = self.lr, self.momentum, self.weight_decay
+        lr, mu, wd, xp = self.lr, self.momentum, self.weight_decay, self.xp
         if self.clip_norm is not None:
             self.clip_gradients()
         if mu == 0 and wd == 0:                     # plain SGD: p = p - lr * g
@@ -87,8 +89,8 @@ class SGD(Optimizer):
         for (p, g), st in zip(self.pairs, self.state, strict=True):
             d = st.get("scratch")
             if d is None:
-                d = st["scratch"] = np.empty_like(p)
-            np.copyto(d, g)
+                d = st["scratch"] = xp.empty_like(p)
+            xp.copyto(d, g)
             if wd:
                 d += wd * p                                 # g + lambda * p
             if mu:
@@ -101,6 +103,6 @@ class SGD(Optimizer):
                 if self.nesterov:
                     d += mu * v                             # g + mu * v
                 else:
-                    np.copyto(d, v)
+                    xp.copyto(d, v)
             d *= lr
             p -= d
