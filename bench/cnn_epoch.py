@@ -11,9 +11,12 @@ Each timing runs in its own fresh process; contenders alternate; per run, the me
 over ``--epochs`` epochs after one warm-up epoch. The figure is the median over pairs of
 nnscratch / PyTorch seconds per epoch (target: <= 1.0).
 
+With ``--device cuda`` both run on the GPU (nnscratch with CuPy, PyTorch with CUDA) and the result
+goes to ``results/cnn_epoch_cuda.json``.
+
 Usage::
 
-    python bench/cnn_epoch.py [--data digits|mnist5k|both] [--pairs 3] [--epochs 3]
+    python bench/cnn_epoch.py [--data digits|mnist5k|both] [--pairs 3] [--epochs 3] [--device cuda]
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ CONTENDERS = ("nnscratch", "torch")
 TARGET = 1.0
 
 
-def _setup(data: str):
+def _setup(data: str, device: str = "cpu"):
     import numpy as np
 
     from nnscratch.config import load_toml, train_config
@@ -51,35 +54,37 @@ def _setup(data: str):
 
     cfg = train_config(load_toml(str(CONFIGS[data])))
     split = load_dataset(cfg["dataset"])
-    model = build_model(cfg, split.info)
+    model = build_model(cfg, split.info, device=device)
     X = apply_preprocessing(split.X_train, model.preprocessing, np.float32)
     return cfg, split, model, X, build_augment(cfg, model, split.info)
 
 
-def run_nnscratch(data: str, epochs: int) -> dict:
+def run_nnscratch(data: str, epochs: int, device: str) -> dict:
     from nnscratch.config import build_optimizer
     from nnscratch.losses import SoftmaxCrossEntropy
 
-    cfg, split, model, X, augment = _setup(data)
+    cfg, split, model, X, augment = _setup(data, device)
     times: list[float] = []
     model.fit(X, split.y_train, epochs=epochs + 1, batch_size=cfg["batch_size"],
               optimizer=build_optimizer(cfg), loss=SoftmaxCrossEntropy(), augment=augment,
               callbacks=[epoch_clock(times)])
     return {"epoch_seconds": times[1:], "warmup_seconds": times[0], "n_train": len(X),
-            "batch_size": cfg["batch_size"], "layers": [repr(layer) for layer in model.layers]}
+            "batch_size": cfg["batch_size"], "layers": [repr(layer) for layer in model.layers],
+            "device": model.device}
 
 
-def run_torch(data: str, epochs: int) -> dict:
+def run_torch(data: str, epochs: int, device: str) -> dict:
     import numpy as np
     import torch
 
     torch.set_num_threads(2)
     cfg, split, model, X, augment = _setup(data)
     torch.manual_seed(0)
-    net = torch_twin(model)
+    dev = torch.device("cuda" if device.startswith("cuda") else "cpu")
+    net = torch_twin(model).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
     loss_fn = torch.nn.CrossEntropyLoss()
-    y = torch.from_numpy(split.y_train)
+    y = torch.from_numpy(split.y_train).to(dev)
     rng = np.random.default_rng(0)
     bs, n = cfg["batch_size"], len(X)
     shape = model.input_shape
@@ -88,24 +93,26 @@ def run_torch(data: str, epochs: int) -> dict:
     for _ in range(epochs + 1):
         t0 = time.perf_counter()
         order = rng.permutation(n)
-        Xs, ys = X[order], y[torch.from_numpy(order)]
+        Xs, ys = X[order], y[torch.from_numpy(order).to(dev)]
         for i in range(0, n, bs):
             xb = Xs[i:i + bs]
             xb = augment(xb, rng) if augment is not None else xb.reshape(len(xb), *shape)
-            xt = torch.from_numpy(np.ascontiguousarray(xb, dtype=np.float32))
+            xt = torch.from_numpy(np.ascontiguousarray(xb, dtype=np.float32)).to(dev)
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(net(xt), ys[i:i + bs])
             loss.backward()
             opt.step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
     return {"epoch_seconds": times[1:], "warmup_seconds": times[0], "n_train": n, "batch_size": bs,
-            "torch": torch_info()}
+            "torch": torch_info(), "device": str(dev)}
 
 
-def worker(name: str, data: str, epochs: int) -> None:
+def worker(name: str, data: str, epochs: int, device: str) -> None:
     import json
 
-    result = {"nnscratch": run_nnscratch, "torch": run_torch}[name](data, epochs)
+    result = {"nnscratch": run_nnscratch, "torch": run_torch}[name](data, epochs, device)
     result.update(contender=name, blas=blas_info(),
                   median_epoch_seconds=statistics.median(result["epoch_seconds"]))
     print(json.dumps(result))
@@ -116,12 +123,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", choices=["digits", "mnist5k", "both"], default="both")
     p.add_argument("--pairs", type=int, default=3)
     p.add_argument("--epochs", type=int, default=3, help="timed epochs per run (after 1 warm-up)")
-    p.add_argument("--out", type=Path, default=HERE / "results" / "cnn_epoch.json")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda: both contenders there")
+    p.add_argument("--out", type=Path, help="default results/cnn_epoch.json (cnn_epoch_cuda.json)")
     p.add_argument("--worker", choices=CONTENDERS, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
-        worker(args.worker, args.data, args.epochs)
+        worker(args.worker, args.data, args.epochs, args.device)
         return 0
+    cuda = args.device != "cpu"
+    out = args.out or HERE / "results" / ("cnn_epoch_cuda.json" if cuda else "cnn_epoch.json")
     import importlib.util
 
     if importlib.util.find_spec("torch") is None:
@@ -140,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for i in range(args.pairs):
                 run = {c: spawn_worker(__file__, "--worker", c, "--data", data, "--epochs",
-                                       str(args.epochs)) for c in CONTENDERS}
+                                       str(args.epochs), "--device", args.device)
+                       for c in CONTENDERS}
                 ratio = run["nnscratch"]["median_epoch_seconds"] / run["torch"]["median_epoch_seconds"]
                 pairs.append({"pair": i + 1, **run, "ratio": ratio})
                 print(f"{i + 1:>4}  {run['nnscratch']['median_epoch_seconds']:>9.3f}  "
@@ -152,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "PASS" if median <= TARGET else "FAIL"
         print(f"median nnscratch/torch: {median:.2f}x  -> TARGET <= {TARGET:g}: {verdict}")
         results[data] = {"pairs": pairs, "median_ratio": median, "verdict": verdict}
-    write_result(args.out, {"benchmark": "cnn_epoch", "environment": env, "results": results,
-                            "target": {"ratio_at_most": TARGET}})
+    write_result(out, {"benchmark": "cnn_epoch", "environment": env, "results": results,
+                       "device": args.device, "target": {"ratio_at_most": TARGET}})
     return 0
 
 

@@ -38,7 +38,7 @@ def _data():
             (split.X_test / 255).astype(np.float32), split.y_test)
 
 
-def run_nnscratch(epochs: int) -> dict:
+def run_nnscratch(epochs: int, device: str = "cpu") -> dict:
     from nnscratch import Sequential
     from nnscratch.layers import Dense, ReLU
     from nnscratch.losses import SoftmaxCrossEntropy
@@ -46,14 +46,14 @@ def run_nnscratch(epochs: int) -> dict:
 
     X, y, Xt, yt = _data()
     model = Sequential([Dense(784, HIDDEN[0]), ReLU(), Dense(HIDDEN[0], HIDDEN[1]), ReLU(),
-                        Dense(HIDDEN[1], 10)], seed=0)
+                        Dense(HIDDEN[1], 10)], seed=0, device=device)
     t0 = time.perf_counter()
     model.fit(X, y, epochs=epochs, batch_size=BATCH, optimizer=Adam(lr=LR), loss=SoftmaxCrossEntropy())
     seconds = time.perf_counter() - t0
     return {"seconds": seconds, "test_accuracy": model.score(Xt, yt)}
 
 
-def run_sklearn(epochs: int) -> dict:
+def run_sklearn(epochs: int, device: str = "cpu") -> dict:
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
@@ -72,32 +72,35 @@ def run_sklearn(epochs: int) -> dict:
     return {"seconds": seconds, "test_accuracy": float(clf.score(Xt, yt))}
 
 
-def run_torch(epochs: int) -> dict:
+def run_torch(epochs: int, device: str = "cpu") -> dict:
     import numpy as np
     import torch
 
     torch.set_num_threads(2)
     torch.manual_seed(0)
+    dev = torch.device("cuda" if device.startswith("cuda") else "cpu")
     X, y, Xt, yt = _data()
     net = torch.nn.Sequential(torch.nn.Linear(784, HIDDEN[0]), torch.nn.ReLU(),
                               torch.nn.Linear(HIDDEN[0], HIDDEN[1]), torch.nn.ReLU(),
-                              torch.nn.Linear(HIDDEN[1], 10))
+                              torch.nn.Linear(HIDDEN[1], 10)).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=LR)
     loss_fn = torch.nn.CrossEntropyLoss()
-    Xtr, ytr = torch.from_numpy(X), torch.from_numpy(y)
+    Xtr, ytr = torch.from_numpy(X).to(dev), torch.from_numpy(y).to(dev)
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
     for _ in range(epochs):
-        order = torch.from_numpy(rng.permutation(len(X)))
+        order = torch.from_numpy(rng.permutation(len(X))).to(dev)
         Xs, ys = Xtr[order], ytr[order]
         for i in range(0, len(X), BATCH):
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(net(Xs[i:i + BATCH]), ys[i:i + BATCH])
             loss.backward()
             opt.step()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
     with torch.no_grad():
-        acc = float((net(torch.from_numpy(Xt)).argmax(1).numpy() == yt).mean())
+        acc = float((net(torch.from_numpy(Xt).to(dev)).argmax(1).cpu().numpy() == yt).mean())
     return {"seconds": seconds, "test_accuracy": acc, "torch": torch_info()}
 
 
@@ -105,14 +108,16 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--out", type=Path, default=HERE / "results" / "mlp_mnist.json")
+    p.add_argument("--device", default="cpu",
+                   help="cpu (default) or cuda: nnscratch and PyTorch there (scikit-learn: CPU)")
+    p.add_argument("--out", type=Path, help="default results/mlp_mnist.json (mlp_mnist_cuda.json)")
     p.add_argument("--worker", choices=CONTENDERS, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
         import json
 
         r = {"nnscratch": run_nnscratch, "sklearn": run_sklearn, "torch": run_torch}[args.worker](
-            args.epochs)
+            args.epochs, args.device)
         r.update(contender=args.worker, epoch_seconds=r["seconds"] / args.epochs, blas=blas_info())
         print(json.dumps(r))
         return 0
@@ -129,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     rounds = []
     try:
         for i in range(args.rounds):
-            run = {c: spawn_worker(__file__, "--worker", c, "--epochs", str(args.epochs))
-                   for c in contenders}
+            run = {c: spawn_worker(__file__, "--worker", c, "--epochs", str(args.epochs),
+                                   "--device", args.device) for c in contenders}
             nn = run["nnscratch"]["epoch_seconds"]
             ratios = {c: run[c]["epoch_seconds"] / nn for c in contenders if c != "nnscratch"}
             rounds.append({"round": i + 1, **run, "ratios": ratios})
@@ -146,10 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     verdicts = {c: "PASS" if m > 1 else "FAIL" for c, m in medians.items()}
     for c in medians:
         print(f"median {c}/nnscratch: {medians[c]:.2f}x -> TARGET > 1: {verdicts[c]}")
-    write_result(args.out, {"benchmark": "mlp_mnist", "environment": env, "rounds": rounds,
-                            "median_ratios": medians, "verdicts": verdicts,
-                            "config": {"hidden": HIDDEN, "lr": LR, "batch_size": BATCH,
-                                       "epochs": args.epochs}})
+    out = args.out or HERE / "results" / ("mlp_mnist.json" if args.device == "cpu"
+                                          else "mlp_mnist_cuda.json")
+    write_result(out, {"benchmark": "mlp_mnist", "environment": env, "device": args.device,
+                       "rounds": rounds, "median_ratios": medians, "verdicts": verdicts,
+                       "config": {"hidden": HIDDEN, "lr": LR, "batch_size": BATCH,
+                                  "epochs": args.epochs}})
     return 0
 
 
