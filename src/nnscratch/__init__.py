@@ -4,11 +4,11 @@
 >>> from nnscratch.layers import Dense, ReLU
 """
 
-from .errors import InputError, ModelFileError, NNScratchError, TrainingDiverged
+from .errors import DeviceError, InputError, ModelFileError, NNScratchError, TrainingDiverged
 from .model import Sequential, load_model
 from .training import History
 
 __version__ = "0.1.0"
 
-__all__ = ["History", "InputError", "ModelFileError", "NNScratchError", "Sequential",
+__all__ = ["DeviceError", "History", "InputError", "ModelFileError", "NNScratchError", "Sequential",
            "TrainingDiverged", "load_model", "__version__"]

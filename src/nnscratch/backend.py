@@ -24,17 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from .errors import NNScratchError
+from .errors import DeviceError
 
 #: dtypes a model may compute in
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 #: the devices a user can ask for ("cuda:1" picks the second GPU)
 DEVICE_HELP = "'cpu' or 'cuda' (or 'cuda:N' for GPU number N)"
-
-
-class DeviceError(NNScratchError, RuntimeError):
-    """The device asked for cannot be used: CuPy missing, no GPU, unknown device name."""
 
 
 def resolve_dtype(dtype: object) -> np.dtype:

@@ -1,8 +1,8 @@
 """The exceptions nnscratch raises on bad input.
 
-``InputError`` and ``ModelFileError`` are ``ValueError``s and ``TrainingDiverged`` is a
-``FloatingPointError``, so code that already catches those keeps working. Each message names the
-problem in one line: the faces (CLI, web) print it as is.
+``InputError`` and ``ModelFileError`` are ``ValueError``s, ``TrainingDiverged`` is a
+``FloatingPointError`` and ``DeviceError`` a ``RuntimeError``, so code that already catches those
+keeps working. Each message names the problem in one line: the faces (CLI, web) print it as is.
 """
 
 from __future__ import annotations
@@ -22,3 +22,7 @@ class ModelFileError(NNScratchError, ValueError):
 
 class TrainingDiverged(NNScratchError, FloatingPointError):
     """The training loss became NaN or infinite."""
+
+
+class DeviceError(NNScratchError, RuntimeError):
+    """The device asked for cannot be used: unknown name, CuPy not installed, no usable GPU."""
