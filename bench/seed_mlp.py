@@ -7,6 +7,10 @@ installed; it is not a dependency) runs a plain CPU eager loop with 1 thread
 (``torch.set_num_threads(1)``: as fast as 2 for this tiny net and far less noisy), shuffling
 with a NumPy generator and slicing batches as nnscratch does.
 
+A fourth run, ``floor``, is not a peer but a yardstick: the same training written as one bare
+loop of the 16 NumPy calls a step needs (see ``run_floor``). nnscratch / floor says how close the
+library comes to what NumPy itself allows on this machine.
+
 Every timing runs in its own fresh subprocess (``--worker``): two OpenMP/BLAS runtimes warming up
 in one process disturb each other, and a fresh process gives each contender the same start. Runs
 alternate between the contenders (nnscratch, sklearn, nnscratch, sklearn, ...) so that a slow
@@ -39,7 +43,7 @@ from _benchenv import blas_info, environment, format_blas, write_result
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "results" / "seed_mlp.json"
-CONTENDERS = ("nnscratch", "sklearn", "torch")
+CONTENDERS = ("nnscratch", "floor", "sklearn", "torch")
 TARGET_RATIO = 10.0  # nnscratch must be at least this many times faster than scikit-learn
 TARGET_TORCH = 15.0  # ... and than PyTorch (issue 5)
 BATCH_SIZE = 32
@@ -78,6 +82,69 @@ def run_nnscratch(epochs: int) -> dict:
             "steps": len(history) * math.ceil(X.shape[0] / BATCH_SIZE),
             "test_accuracy": model.score(X_test, y_test),
             "train_loss": history["loss"][-1], "dtype": str(model.dtype)}
+
+
+def run_floor(epochs: int) -> dict:
+    """Not a peer but a yardstick: the same training written as one bare loop of the 16 NumPy
+    calls a step needs, everything preallocated and bound to local names, no library around it
+    (no checks, no History, no callbacks, no overflow guard on the loss). How close nnscratch
+    comes to this is how close it comes to what NumPy allows on this machine."""
+    import numpy as np
+    from scipy.linalg.blas import get_blas_funcs
+
+    X, y, X_test, y_test = _data()
+    n, d = X.shape
+    h, k, bs = HIDDEN, 10, BATCH_SIZE
+    rng = np.random.default_rng(SEED)
+    flat = np.zeros((d + 1) * h + (h + 1) * k, np.float32)   # [[W1], [b1]] then [[W2], [b2]]
+    grad = np.zeros_like(flat)
+    Wb1, Wb2 = flat[:(d + 1) * h].reshape(d + 1, h), flat[(d + 1) * h:].reshape(h + 1, k)
+    dWb1, dWb2 = grad[:(d + 1) * h].reshape(d + 1, h), grad[(d + 1) * h:].reshape(h + 1, k)
+    Wb1[:d] = rng.standard_normal((d, h)) * np.sqrt(2 / d)
+    Wb2[:h] = rng.standard_normal((h, k)) * np.sqrt(2 / h)
+    W2T = Wb2[:h].T
+    XY = np.concatenate([X, np.ones((n, 1), np.float32), np.eye(k, dtype=np.float32)[y]], axis=1)
+    XYs = np.empty_like(XY)
+    batches = []
+    for i in range(0, n, bs):
+        m = min(bs, n - i)
+        H = np.ones((m, h + 1), np.float32)                   # [A, 1]
+        X1 = XYs[i:i + m, :d + 1]                             # [X, 1] straight from the epoch copy
+        batches.append((X1, X1.T, XYs[i:i + m, d + 1:], np.empty((m, h), np.float32), H, H[:, :h],
+                        H.T, np.zeros((m, h), np.float32), np.empty((m, k), np.float32),
+                        np.empty((m, k), np.float32), np.empty((m, 1), np.float32),
+                        np.empty((m, h), np.float32), np.empty((m, h), np.float32),
+                        np.array(1 / m, np.float32)))
+    axpy = get_blas_funcs("axpy", (flat,))
+    dot, maximum, exp, add_reduce = np.dot, np.maximum, np.exp, np.add.reduce
+    divide, subtract, multiply, sign = np.divide, np.subtract, np.multiply, np.sign
+    size, step = flat.size, -LR
+    c0, t0 = time.process_time(), time.perf_counter()
+    for _ in range(epochs):
+        np.take(XY, rng.permutation(n), axis=0, out=XYs)
+        for X1, X1T, Yb, Z1, H, A, HT, zeros, Z, P, s, dA, mask, inv_m in batches:
+            dot(X1, Wb1, out=Z1)                 # Z1 = [X, 1] @ [[W1], [b1]]
+            maximum(Z1, zeros, out=A)            # A = ReLU(Z1), left of H's ones column
+            dot(H, Wb2, out=Z)                   # logits
+            Z.max()                              # (the overflow check a real loss makes)
+            exp(Z, out=P)                        # softmax ...
+            add_reduce(P, axis=1, keepdims=True, out=s)
+            s.min()                              # (the underflow check)
+            divide(P, s, out=P)
+            subtract(P, Yb, out=P)               # ... minus one-hot
+            multiply(P, inv_m, out=P)            # dZ = (P - Y) / m
+            dot(HT, P, out=dWb2)
+            dot(P, W2T, out=dA)
+            sign(A, out=mask)
+            multiply(dA, mask, out=dA)           # dZ1
+            dot(X1T, dA, out=dWb1)
+            axpy(grad, flat, size, step)         # all parameters -= lr * gradients
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    Xt1 = np.concatenate([X_test, np.ones((len(X_test), 1), np.float32)], axis=1)
+    Ht = np.concatenate([np.maximum(Xt1 @ Wb1, 0), np.ones((len(X_test), 1), np.float32)], axis=1)
+    return {"seconds": seconds, "cpu_seconds": cpu, "epochs": epochs,
+            "steps": epochs * math.ceil(n / bs),
+            "test_accuracy": float(((Ht @ Wb2).argmax(1) == y_test).mean()), "dtype": "float32"}
 
 
 def run_sklearn(epochs: int) -> dict:
@@ -134,7 +201,8 @@ def run_torch(epochs: int) -> dict:
 
 
 def worker(name: str, epochs: int) -> None:
-    result = {"nnscratch": run_nnscratch, "sklearn": run_sklearn, "torch": run_torch}[name](epochs)
+    result = {"nnscratch": run_nnscratch, "floor": run_floor, "sklearn": run_sklearn,
+              "torch": run_torch}[name](epochs)
     result["contender"] = name
     result["blas"] = blas_info()
     print(json.dumps(result))
@@ -185,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     if "torch" not in contenders:
         print("(PyTorch is not installed: the torch contender is skipped)")
     pairs = []
-    header = (f"{'pair':>4}  {'nnscratch s':>11}  {'sklearn s':>9}  {'sklearn/nnscratch':>17}"
+    header = (f"{'pair':>4}  {'nnscratch s':>11}  {'floor s':>7}  {'nnscratch/floor':>15}  "
+              f"{'sklearn s':>9}  {'sklearn/nnscratch':>17}"
               + (f"  {'torch s':>8}  {'torch/nnscratch':>15}" if "torch" in contenders else ""))
     print(header)
     print("-" * len(header))
@@ -193,8 +262,10 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(args.pairs):
             run = {name: spawn(name, args.epochs) for name in contenders}  # in CONTENDERS order
             ratio = run["sklearn"]["seconds"] / run["nnscratch"]["seconds"]
-            pair = {"pair": i + 1, **run, "ratio": ratio}
+            floor_ratio = run["nnscratch"]["seconds"] / run["floor"]["seconds"]
+            pair = {"pair": i + 1, **run, "ratio": ratio, "floor_ratio": floor_ratio}
             line = (f"{i + 1:>4}  {run['nnscratch']['seconds']:>11.3f}  "
+                    f"{run['floor']['seconds']:>7.3f}  {floor_ratio:>14.2f}x  "
                     f"{run['sklearn']['seconds']:>9.3f}  {ratio:>16.2f}x")
             if "torch" in run:
                 pair["torch_ratio"] = run["torch"]["seconds"] / run["nnscratch"]["seconds"]
@@ -230,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
           f"(min {min(pr['ratio'] for pr in pairs):.2f}x, "
           f"max {max(pr['ratio'] for pr in pairs):.2f}x)")
     print(f"(for reference, median ratio of process CPU times: {median_cpu_ratio:.2f}x)")
+    median_floor = statistics.median(pr["floor_ratio"] for pr in pairs)
+    print(f"median nnscratch/floor (a bare NumPy loop of the same step): {median_floor:.2f}x")
     for name in contenders:
         s = summary[name]
         acc = sorted(set(round(a, 4) for a in s["test_accuracy"]))
@@ -257,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
                    "loss": "softmax cross-entropy", "optimizer": f"SGD(lr={LR}), no momentum",
                    "batch_size": BATCH_SIZE, "epochs": args.epochs, "pairs": args.pairs,
                    "seed": SEED, "dtype": "float32", "data": "digits seed split, X/16",
-                   "order": "in turn nnscratch, sklearn, torch per pair; fresh subprocess each",
+                   "order": "in turn nnscratch, floor, sklearn, torch per pair; fresh subprocess each",
                    "timed": "fit() call only"},
         "environment": env,
         "worker_blas_consistent": len(worker_blas) == 1,
@@ -265,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         "summary": summary,
         "median_ratio": median_ratio,
         "median_cpu_ratio": median_cpu_ratio,
+        "median_floor_ratio": median_floor,
         "target": {"ratio_at_least": TARGET_RATIO, "passed": passed, "verdict": verdict,
                    "default_config": default_config},
         "torch_target": torch_target,
