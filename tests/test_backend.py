@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import nnscratch.backend as backend_module
 from nnscratch import Sequential, load_model
 from nnscratch.backend import CPU, Backend, DeviceError, backend_of, get_backend, register
 from nnscratch.cli import main
@@ -205,6 +206,73 @@ def test_cuda_without_a_gpu_is_a_clear_error(monkeypatch, device, fake, match):
         Sequential([Dense(4, 3)], device=device)
 
 
+def _install_fake_cupy_with_gpus(monkeypatch, count):
+    """A CuPy look-alike that reports ``count`` GPUs (enough for ``get_backend`` to build one)."""
+    used = []
+    cupy = types.ModuleType("cupy")
+    cupy.cuda = types.SimpleNamespace(
+        runtime=types.SimpleNamespace(getDeviceCount=lambda: count),
+        Device=lambda i: types.SimpleNamespace(use=lambda: used.append(i)))
+    cupy.ndarray = type("FakeCupyArray", (), {"set": lambda self, a: None})
+    cupy.asarray, cupy.asnumpy = np.asarray, np.asarray
+    cupy.lib = types.SimpleNamespace(stride_tricks=np.lib.stride_tricks)
+    special = types.ModuleType("cupyx.scipy.special")
+    special.erf = None
+    for name, module in [("cupy", cupy), ("cupyx", types.ModuleType("cupyx")),
+                         ("cupyx.scipy", types.ModuleType("cupyx.scipy")),
+                         ("cupyx.scipy.special", special)]:
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setattr("nnscratch.backend._CUDA", {})
+    monkeypatch.setattr("nnscratch.backend._BY_ARRAY_TYPE", dict(backend_module._BY_ARRAY_TYPE))
+    return cupy, used
+
+
+def test_a_found_gpu_becomes_the_current_device_and_one_process_uses_one_gpu(monkeypatch):
+    cupy, used = _install_fake_cupy_with_gpus(monkeypatch, count=2)
+    gpu = get_backend("cuda:1")
+    assert gpu.device == "cuda:1" and gpu.xp is cupy and used == [1]
+    assert get_backend("cuda:1") is gpu                      # made once
+    assert backend_of(cupy.ndarray()) is gpu
+    with pytest.raises(DeviceError, match="already computes on cuda:1; one GPU per process"):
+        get_backend("cuda:0")
+    with pytest.raises(DeviceError, match="only 2 CUDA GPU"):
+        monkeypatch.setattr("nnscratch.backend._CUDA", {})
+        get_backend("cuda:2")
+
+
+def test_device_code_calls_numpy_only_where_it_means_the_host():
+    """The stand-in cannot see NumPy functions applied to device arrays (its arrays are NumPy
+    arrays underneath), so the modules that run during training and prediction may call ``np.``
+    only for the host-side work listed here; everything else must go through ``xp``."""
+    host_side = {   # file: NumPy functions it may call, and why
+        "layers/dense.py": {"zeros", "zeros_like", "random.default_rng"},  # initial weights
+        "layers/conv.py": {"zeros", "zeros_like", "random.default_rng"},
+        "layers/normalization.py": {"ones", "zeros", "zeros_like", "dtype", "random.default_rng"},
+        "layers/dropout.py": {"empty", "random.default_rng"},        # the host draw buffer
+        "layers/activations.py": {"isfinite"},                       # a constructor argument
+        "layers/reshape.py": {"prod"},                               # of a shape
+        "losses.py": {"finfo", "log", "diag", "outer"},              # dtype limits; teaching
+        "optim/base.py": {"sqrt"},                                   # of a Python float
+        "training.py": {"errstate", "isfinite"},                     # on the host float loss
+        "model.py": {"empty", "isfinite", "prod", "random.default_rng"},  # host buffer, checks
+        "callbacks.py": set(), "fastpath.py": set(), "data/augment.py": set(),
+        "optim/sgd.py": set(), "optim/adam.py": set(), "optim/rmsprop.py": set(),
+        "layers/pooling.py": set(), "layers/base.py": set(),
+    }
+    wrong = {}
+    for name, allowed in host_side.items():
+        text = (SRC / name).read_text()
+        code = "\n".join(line for line in text.splitlines()   # skip comments and doctest lines
+                         if not line.lstrip().startswith(("#", ">>>")))
+        called = set(re.findall(r"\bnp\.([a-z_]+(?:\.[a-z_]+)?)\(", code))
+        called.discard("ndarray")
+        if called - allowed:
+            wrong[name] = sorted(called - allowed)
+        if re.search(r"isinstance\([^)]*np\.ndarray", code):
+            wrong.setdefault(name, []).append("isinstance(..., np.ndarray)")
+    assert not wrong, f"NumPy calls on the device path: {wrong}"
+
+
 @pytest.mark.parametrize("argv", [["train", "--device", "tpu"], ["cv", "--device", "cuda:x"],
                                   ["train", "--device", "cuda"]])
 def test_cli_device_errors_are_one_line_and_exit_non_zero(argv, capsys, monkeypatch, tmp_path):
@@ -323,9 +391,12 @@ def test_save_load_and_checkpoints_from_the_device(fake_device, scaled, tmp_path
         back = load_model(tmp_path / "m.safetensors", device=device)
         np.testing.assert_array_equal(back.predict_proba(X), dev.predict_proba(X))
     resumed = load_model(tmp_path / "e1.safetensors", device=fake_device)
+    info, arrays = resumed.training_state
+    assert {"0.m", "0.v"} <= set(arrays)           # the Adam moments were saved from the device
     opt = Adam(lr=1e-3)
     epoch, history = restore_training_state(resumed, opt, None)
-    assert epoch == 1 and all(isinstance(v, DeviceArray) for st in opt.state for v in st.values())
+    assert epoch == 1 and opt.t == info["optimizer"]["t"] > 0
+    assert opt.state[0] and all(isinstance(v, DeviceArray) for v in opt.state[0].values())
     resumed.fit(X, y, epochs=2, batch_size=32, optimizer=opt, initial_epoch=1, history=history)
     np.testing.assert_allclose(resumed.predict_proba(X), dev.predict_proba(X), rtol=1e-5,
                                atol=1e-7)

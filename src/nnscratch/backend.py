@@ -112,7 +112,9 @@ def get_backend(device: str | Backend | None = "cpu") -> Backend:
     """The backend for ``device``: ``"cpu"`` (default), ``"cuda"`` or ``"cuda:N"``.
 
     Raises :class:`DeviceError` with the reason when CuPy is not installed, no CUDA GPU is
-    visible, or the name is unknown.
+    visible, or the name is unknown. One process uses one GPU: CuPy computes on its *current*
+    device, which the first ``"cuda:N"`` asked for sets, so asking for a second GPU is an error
+    rather than a model silently running on the other one.
     """
     if isinstance(device, Backend):
         return device
@@ -123,6 +125,9 @@ def get_backend(device: str | Backend | None = "cpu") -> Backend:
         raise DeviceError(f"unknown device {device!r}: use {DEVICE_HELP}")
     index = int(match.group(1) or 0)
     if index not in _CUDA:
+        if _CUDA:
+            raise DeviceError(f"device {device!r}: this process already computes on "
+                              f"{next(iter(_CUDA.values())).device}; one GPU per process")
         _CUDA[index] = _make_cuda(index)
     return _CUDA[index]
 
@@ -146,9 +151,8 @@ def _make_cuda(index: int) -> Backend:
         raise DeviceError(f"device 'cuda:{index}': there are only {count} CUDA GPU(s) "
                           f"(cuda:0 to cuda:{count - 1})")
     cupy.cuda.Device(index).use()
-    import cupyx.scipy.special
+    from cupyx.scipy.special import erf
 
-    backend = Backend(f"cuda:{index}", cupy, cupy.asarray, cupy.asnumpy, cupy.ndarray.set,
-                      cupyx.scipy.special.erf,
+    backend = Backend(f"cuda:{index}", cupy, cupy.asarray, cupy.asnumpy, cupy.ndarray.set, erf,
                       cupy.lib.stride_tricks.sliding_window_view)
     return register(backend, cupy.ndarray)

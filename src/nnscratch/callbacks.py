@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from .backend import backend_of
+
 
 class Callback:
     """Hooks called by the fit loop. ``on_epoch_end`` returning True stops training."""
@@ -78,7 +80,7 @@ def _restore(model: Any, snapshot: list[np.ndarray]) -> None:
     arrays = [p for p, _ in model.parameters()]
     arrays += [v for layer in getattr(model, "layers", []) for v in layer.state.values()]
     for a, saved in zip(arrays, snapshot, strict=True):
-        np.copyto(a, saved)
+        backend_of(a).xp.copyto(a, saved)
 
 
 def _better(value: float, best: float, monitor: str, min_delta: float) -> bool:

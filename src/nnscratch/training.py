@@ -7,7 +7,7 @@ Where the time goes, and what the loop does about it (a batch-32 step of the 64-
 tens of microseconds, so every NumPy call counts):
 
 - once per epoch the training set (inputs and one-hot labels side by side) is shuffled into a
-  copy (``np.take(..., out=)``); the batches are views into that copy, made once before the
+  copy (``xp.take(..., out=)``); the batches are views into that copy, made once before the
   first epoch: no per-batch indexing;
 - the layers and the loss write into preallocated buffers (see :mod:`nnscratch.layers.base`);
 - the loss value is not computed per step: each batch's logits are copied into an epoch-long

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .base import Layer
@@ -139,7 +141,9 @@ class GELU(_Elementwise):
         dZ = dA * ((1 + tanh(u)) / 2 + Z * (1 - tanh(u)**2) * sqrt(2 / pi) * (1 + 3 * 0.044715 Z**2) / 2)
     """
 
-    _C = np.sqrt(2.0 / np.pi)
+    # Python floats, not NumPy float64 scalars: those would make float32 inputs compute in float64
+    _C = math.sqrt(2.0 / math.pi)
+    _SQRT2, _SQRT2PI = math.sqrt(2.0), math.sqrt(2.0 * math.pi)
 
     def __init__(self, approximate: str = "none") -> None:
         super().__init__()
@@ -155,7 +159,7 @@ class GELU(_Elementwise):
             t = self.xp.tanh(self._C * (z + 0.044715 * z**3))
             return (0.5 * z * (1 + t)).astype(z.dtype, copy=False)
         erf = self.backend.erf  # scipy.special.erf, or CuPy's on a GPU
-        return (0.5 * z * (1 + erf(z / np.sqrt(2.0)))).astype(z.dtype, copy=False)
+        return (0.5 * z * (1 + erf(z / self._SQRT2))).astype(z.dtype, copy=False)
 
     def _df(self, z: np.ndarray, a: np.ndarray) -> np.ndarray:
         if self.approximate == "tanh":
@@ -163,5 +167,5 @@ class GELU(_Elementwise):
             d = 0.5 * (1 + t) + 0.5 * z * (1 - t * t) * self._C * (1 + 3 * 0.044715 * z**2)
         else:
             erf = self.backend.erf
-            d = 0.5 * (1 + erf(z / np.sqrt(2.0))) + z * self.xp.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)
+            d = 0.5 * (1 + erf(z / self._SQRT2)) + z * self.xp.exp(-0.5 * z * z) / self._SQRT2PI
         return d.astype(z.dtype, copy=False)

@@ -11,12 +11,18 @@ from ..validation import check_positive_int
 from .base import Layer
 
 
-def _windows(x: np.ndarray, k: int, s: int, sliding_window_view: Any) -> np.ndarray:
-    """(N, C, H, W) -> view (N, C, Ho, Wo, k, k) of every k x k window at stride s (no copy)."""
+def _pooled_hw(x: np.ndarray, k: int, s: int) -> tuple[int, int]:
+    """(Ho, Wo) of k x k windows at stride s over (N, C, H, W) images; InputError if they don't fit."""
     if x.ndim != 4:
         raise InputError(f"pooling expects (N, C, H, W) images, got shape {x.shape}")
     if x.shape[2] < k or x.shape[3] < k:
         raise InputError(f"a {k}x{k} pooling window does not fit a {x.shape[2]}x{x.shape[3]} image")
+    return (x.shape[2] - k) // s + 1, (x.shape[3] - k) // s + 1
+
+
+def _windows(x: np.ndarray, k: int, s: int, sliding_window_view: Any) -> np.ndarray:
+    """(N, C, H, W) -> view (N, C, Ho, Wo, k, k) of every k x k window at stride s (no copy)."""
+    _pooled_hw(x, k, s)
     return sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::s, ::s]
 
 
@@ -75,7 +81,7 @@ class MaxPool2D(_Pool2D):
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         k = self.kernel_size
-        ho, wo = _windows(x, k, self.stride, self.backend.sliding_window_view).shape[2:4]  # checks x
+        ho, wo = _pooled_hw(x, k, self.stride)
         if training:  # training writes into buffers kept per input shape (see Layer)
             ws = self._workspace.get(x.shape) or self._make_workspace(x, ho, wo)
             y = ws["y"]

@@ -61,7 +61,7 @@ class Optimizer:
         """(scalars, arrays) that :meth:`load_state_dict` restores exactly (for checkpoints)."""
         scalars = {"lr": self.lr, "t": getattr(self, "t", 0)}
         arrays = {f"{i}.{k}": v for i, st in enumerate(self.state) for k, v in st.items()
-                  if isinstance(v, np.ndarray)}
+                  if hasattr(v, "shape")}   # NumPy or CuPy arrays
         return scalars, arrays
 
     def load_state_dict(self, scalars: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
