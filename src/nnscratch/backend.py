@@ -67,10 +67,6 @@ class Backend:
     #: ``numpy.lib.stride_tricks.sliding_window_view`` or CuPy's
     sliding_window_view: Callable[..., Any]
 
-    @property
-    def is_cpu(self) -> bool:
-        return self.device == "cpu"
-
     def __repr__(self) -> str:
         return f"Backend({self.device!r}, xp={self.xp.__name__})"
 
