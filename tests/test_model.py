@@ -138,6 +138,7 @@ def test_repr_and_summary(capsys):
     assert model.summary() is None
     text = capsys.readouterr().out
     assert "2,410" in text and "(None, 10)" in text and "Dense(32, 10" in text
+    assert "(float32, on cpu)" in text
     assert repr(SGD(lr=0.1)) == "SGD(lr=0.1, momentum=0.0, nesterov=False, weight_decay=0.0)"
 
 

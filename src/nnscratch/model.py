@@ -347,7 +347,7 @@ class Sequential:
         w = [max(len(r[c]) for r in rows + [("Layer", "Output", "Params")]) for c in range(3)]
         lines = [f"{'Layer':<{w[0]}}  {'Output':<{w[1]}}  {'Params':>{w[2]}}", "-" * (sum(w) + 4)]
         lines += [f"{a:<{w[0]}}  {b:<{w[1]}}  {c:>{w[2]}}" for a, b, c in rows]
-        lines += ["-" * (sum(w) + 4), f"Total parameters: {self.n_params:,} ({self.dtype.name})"]
+        lines += ["-" * (sum(w) + 4), f"Total parameters: {self.n_params:,} ({self.dtype.name}, on {self.device})"]
         print("\n".join(lines))
 
     def __repr__(self) -> str:
