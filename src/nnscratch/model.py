@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import get_backend, resolve_dtype
+from .backend import Backend, get_backend, resolve_dtype
 from .callbacks import Callback, ProgressBar
 from .config import build_layer, layer_spec
 from .errors import InputError, ModelFileError
@@ -58,7 +58,7 @@ class Sequential:
 
     def __init__(self, layers: Sequence[Layer], *, input_shape: Sequence[int] | None = None,
                  seed: int | None = None, dtype: str | type = "float32",
-                 device: str = "cpu") -> None:
+                 device: str | Backend = "cpu") -> None:
         layers = list(layers) if isinstance(layers, Iterable) else layers
         if not isinstance(layers, list) or not layers:
             raise ValueError("Sequential needs a non-empty list of layers")
@@ -347,7 +347,8 @@ class Sequential:
         w = [max(len(r[c]) for r in rows + [("Layer", "Output", "Params")]) for c in range(3)]
         lines = [f"{'Layer':<{w[0]}}  {'Output':<{w[1]}}  {'Params':>{w[2]}}", "-" * (sum(w) + 4)]
         lines += [f"{a:<{w[0]}}  {b:<{w[1]}}  {c:>{w[2]}}" for a, b, c in rows]
-        lines += ["-" * (sum(w) + 4), f"Total parameters: {self.n_params:,} ({self.dtype.name}, on {self.device})"]
+        lines += ["-" * (sum(w) + 4),
+                  f"Total parameters: {self.n_params:,} ({self.dtype.name}, on {self.device})"]
         print("\n".join(lines))
 
     def __repr__(self) -> str:
@@ -355,7 +356,7 @@ class Sequential:
         return f"Sequential(\n{inner}\n)"
 
 
-def load_model(path: str | os.PathLike[str], device: str = "cpu") -> Sequential:
+def load_model(path: str | os.PathLike[str], device: str | Backend = "cpu") -> Sequential:
     """Read a model written by :meth:`Sequential.save`; bad files raise :class:`ModelFileError`.
 
     ``device`` is where the loaded model computes (see :class:`Sequential`); files are the same
