@@ -124,27 +124,27 @@ def get_backend(device: str | Backend | None = "cpu") -> Backend:
         if _CUDA:
             raise DeviceError(f"device {device!r}: this process already computes on "
                               f"{next(iter(_CUDA.values())).device}; one GPU per process")
-        _CUDA[index] = _make_cuda(index)
+        _CUDA[index] = _make_cuda(index, device)
     return _CUDA[index]
 
 
-def _make_cuda(index: int) -> Backend:
+def _make_cuda(index: int, name: str) -> Backend:
     try:
         import cupy
     except ImportError as exc:
         raise DeviceError(
-            f"device 'cuda' needs CuPy, which could not be imported ({exc}); install it with "
+            f"device {name!r} needs CuPy, which could not be imported ({exc}); install it with "
             "pip install 'nnscratch[cuda]' (CuPy for CUDA 12), or use device 'cpu'") from None
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:  # CUDARuntimeError: no driver, no device, ...
-        raise DeviceError(f"device 'cuda': CuPy is installed but found no usable CUDA GPU "
+        raise DeviceError(f"device {name!r}: CuPy is installed but found no usable CUDA GPU "
                           f"({type(exc).__name__}: {exc}); use device 'cpu'") from None
     if count == 0:
-        raise DeviceError("device 'cuda': CuPy is installed but no CUDA GPU is visible; "
+        raise DeviceError(f"device {name!r}: CuPy is installed but no CUDA GPU is visible; "
                           "use device 'cpu'")
     if index >= count:
-        raise DeviceError(f"device 'cuda:{index}': there are only {count} CUDA GPU(s) "
+        raise DeviceError(f"device {name!r}: there are only {count} CUDA GPU(s) "
                           f"(cuda:0 to cuda:{count - 1})")
     cupy.cuda.Device(index).use()
     from cupyx.scipy.special import erf
