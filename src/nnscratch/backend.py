@@ -134,7 +134,8 @@ def _make_cuda(index: int, name: str) -> Backend:
     except ImportError as exc:
         raise DeviceError(
             f"device {name!r} needs CuPy, which could not be imported ({exc}); install it with "
-            "pip install 'nnscratch[cuda]' (CuPy for CUDA 12), or use device 'cpu'") from None
+            "pip install 'nnscratch[cuda]' (CuPy for CUDA 12; for another CUDA, the matching "
+            "cupy-cudaXXx package), or use device 'cpu'") from None
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:  # CUDARuntimeError: no driver, no device, ...
