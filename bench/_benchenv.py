@@ -125,6 +125,24 @@ def torch_info() -> dict | None:
             "num_interop_threads": torch.get_num_interop_threads()}
 
 
+def torch_train(net, optimizer, X, y, rng, epochs: int, batch_size: int):  # type: ignore[no-untyped-def]
+    """The PyTorch contender's eager training loop: each epoch, shuffle tensors ``X``, ``y`` (on
+    their device) with NumPy generator ``rng`` and take one cross-entropy step per batch slice,
+    as nnscratch's fit loop does. Returns the last batch's loss."""
+    import torch
+
+    loss_fn = torch.nn.CrossEntropyLoss()
+    for _ in range(epochs):
+        order = torch.from_numpy(rng.permutation(len(X))).to(X.device)
+        Xs, ys = X[order], y[order]
+        for i in range(0, len(X), batch_size):
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(net(Xs[i:i + batch_size]), ys[i:i + batch_size])
+            loss.backward()
+            optimizer.step()
+    return float(loss.detach())
+
+
 def torch_twin(model):  # type: ignore[no-untyped-def]
     """The same network as an nnscratch ``Sequential``, as a ``torch.nn.Sequential`` (fresh
     weights; for timing). Raises ``ValueError`` for a layer without a twin here."""

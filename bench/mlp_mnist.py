@@ -21,7 +21,15 @@ import sys
 import time
 from pathlib import Path
 
-from _benchenv import blas_info, environment, format_blas, spawn_worker, torch_info, write_result
+from _benchenv import (
+    blas_info,
+    environment,
+    format_blas,
+    spawn_worker,
+    torch_info,
+    torch_train,
+    write_result,
+)
 
 HERE = Path(__file__).resolve().parent
 CONTENDERS = ("nnscratch", "sklearn", "torch")
@@ -84,18 +92,10 @@ def run_torch(epochs: int, device: str = "cpu") -> dict:
                               torch.nn.Linear(HIDDEN[0], HIDDEN[1]), torch.nn.ReLU(),
                               torch.nn.Linear(HIDDEN[1], 10)).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=LR)
-    loss_fn = torch.nn.CrossEntropyLoss()
     Xtr, ytr = torch.from_numpy(X).to(dev), torch.from_numpy(y).to(dev)
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
-    for _ in range(epochs):
-        order = torch.from_numpy(rng.permutation(len(X))).to(dev)
-        Xs, ys = Xtr[order], ytr[order]
-        for i in range(0, len(X), BATCH):
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(net(Xs[i:i + BATCH]), ys[i:i + BATCH])
-            loss.backward()
-            opt.step()
+    torch_train(net, opt, Xtr, ytr, rng, epochs, BATCH)
     if dev.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0

@@ -39,7 +39,7 @@ import sys
 import time
 from pathlib import Path
 
-from _benchenv import blas_info, environment, format_blas, write_result
+from _benchenv import blas_info, environment, format_blas, torch_train, write_result
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "results" / "seed_mlp.json"
@@ -180,18 +180,10 @@ def run_torch(epochs: int) -> dict:
     X, y, X_test, y_test = _data()
     net = torch.nn.Sequential(torch.nn.Linear(64, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, 10))
     opt = torch.optim.SGD(net.parameters(), lr=LR)
-    loss_fn = torch.nn.CrossEntropyLoss()
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     rng = np.random.default_rng(SEED)
     c0, t0 = time.process_time(), time.perf_counter()
-    for _ in range(epochs):
-        order = torch.from_numpy(rng.permutation(len(X)))
-        Xs, ys = Xt[order], yt[order]
-        for i in range(0, len(X), BATCH_SIZE):
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(net(Xs[i:i + BATCH_SIZE]), ys[i:i + BATCH_SIZE])
-            loss.backward()
-            opt.step()
+    loss = torch_train(net, opt, Xt, yt, rng, epochs, BATCH_SIZE)
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     with torch.no_grad():
         acc = float((net(torch.from_numpy(X_test)).argmax(1).numpy() == y_test).mean())

@@ -225,15 +225,11 @@ def build_layers(cfg: dict[str, Any], n_in: int | tuple[int, int, int],
             layers.append(Conv2D(c, ch, 3, padding=1, init=init))
             if cfg["batch_norm"]:
                 layers.append(BatchNorm(ch))
-            pool_here = cfg["pool"] == "each" or i == len(cfg["channels"]) - 1
-            if pool_here and swap:
-                layers += [MaxPool2D(2), act()]
-            elif pool_here:
-                layers += [act(), MaxPool2D(2)]
+            if cfg["pool"] == "each" or i == len(cfg["channels"]) - 1:
+                layers += [MaxPool2D(2), act()] if swap else [act(), MaxPool2D(2)]
+                h, w = h // 2, w // 2
             else:
                 layers.append(act())
-            if pool_here:
-                h, w = h // 2, w // 2
             c = ch
         if h < 1 or w < 1:
             raise ValueError(f"{len(cfg['channels'])} conv blocks, each pooled 2x2, shrink a "

@@ -66,9 +66,10 @@ class SoftmaxCrossEntropy:
 
     def forward(self, logits: np.ndarray, target: np.ndarray) -> float:
         """Mean loss over the batch; caches what :meth:`backward` needs."""
-        Y = _targets(backend_of(logits).xp.asarray(target), logits.shape[1], logits.dtype)
+        xp = backend_of(logits).xp
+        Y = _targets(xp.asarray(target), logits.shape[1], logits.dtype)
         logp = log_softmax(logits)
-        self._p, self._Y = backend_of(logp).xp.exp(logp), Y
+        self._p, self._Y = xp.exp(logp), Y
         return float(-(Y * logp).sum() / logits.shape[0])
 
     def backward(self) -> np.ndarray:

@@ -226,17 +226,27 @@ class Conv2D(Layer):
         dcol, dxp, dX = ws["dcol"], ws["dxp"], ws["dX"]
         W2 = self.params["W"].reshape(o, K)
         xp.dot(W2.T, dYt, out=dcol)                                        # dcol = W2.T @ dYt
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        (kh, kw), (ph, pw) = self.kernel_size, self.padding
         _, c, h, w = dX.shape
-        dcol6 = dcol.reshape(c, kh, kw, ho, wo, n)
-        dxp.fill(0)
-        for u in range(kh):   # col2im: a loop over the kH*kW kernel offsets, not over pixels
-            for v in range(kw):
-                dxp[:, u:u + sh * (ho - 1) + 1:sh, v:v + sw * (wo - 1) + 1:sw] += dcol6[:, u, v]
+        self._col2im(dcol.reshape(c, kh, kw, ho, wo, n), dxp, lead=1)
         # dX[n, c, h, w] = dxp[c, ph + h, pw + w, n], in two steps as Y in forward
         xp.copyto(ws["dXt"], dxp[:, ph:ph + h, pw:pw + w].transpose(0, 3, 1, 2))
         xp.copyto(dX, ws["dXt"].transpose(1, 0, 2, 3))
         return dX
+
+    def _col2im(self, dcol: np.ndarray, dxp: np.ndarray, lead: int) -> None:
+        """``dxp`` = the sum, over kernel offsets (u, v), of ``dcol[..., u, v, i, j, ...]`` added at
+        ``dxp[..., sh*i + u, sw*j + v, ...]``; the spatial axes follow ``lead`` leading axes (C for
+        the batch-last layout, N and C for batch-first). A loop over the kH*kW offsets, one strided
+        add each, not over pixels."""
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        ho, wo = dcol.shape[lead + 2:lead + 4]
+        keep = (slice(None),) * lead
+        dxp.fill(0)
+        for u in range(kh):
+            for v in range(kw):
+                rows, cols = slice(u, u + sh * (ho - 1) + 1, sh), slice(v, v + sw * (wo - 1) + 1, sw)
+                dxp[(*keep, rows, cols)] += dcol[(*keep, u, v)]
 
     # -- the batch-first layout, for small K (see the class docstring) ---------------------------
     def _forward_batch_first(self, x: np.ndarray, training: bool) -> np.ndarray:
@@ -287,17 +297,13 @@ class Conv2D(Layer):
         (dY @ ws["ones"]).sum(axis=0, out=self.grads["b"])                     # db = dY.sum((0, 2, 3))
         if not input_grad:
             return None
-        (sh, sw), (ph, pw) = self.stride, self.padding
+        ph, pw = self.padding
         h, w = ws["xpad"].shape[2] - 2 * ph, ws["xpad"].shape[3] - 2 * pw
         if "dcol" not in ws:
             ws.update(dcol=xp.empty((n, K, L), col.dtype), dxp=xp.empty_like(ws["xpad"]),
                       dX=xp.empty((n, c, h, w), col.dtype))
         dcol, dxp = ws["dcol"], ws["dxp"]
         xp.matmul(self.params["W"].reshape(o, K).T, dY, out=dcol)             # dcol[n] = W2.T @ dY[n]
-        dcol6 = dcol.reshape(n, c, kh, kw, ho, wo)
-        dxp.fill(0)
-        for u in range(kh):   # col2im, one strided add per kernel offset
-            for v in range(kw):
-                dxp[:, :, u:u + sh * (ho - 1) + 1:sh, v:v + sw * (wo - 1) + 1:sw] += dcol6[:, :, u, v]
+        self._col2im(dcol.reshape(n, c, kh, kw, ho, wo), dxp, lead=2)
         xp.copyto(ws["dX"], dxp[:, :, ph:ph + h, pw:pw + w])
         return ws["dX"]

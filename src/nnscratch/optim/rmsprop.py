@@ -47,9 +47,11 @@ class RMSprop(Optimizer):
                 if mu:
                     st["b"] = xp.zeros_like(p)
             v, d, s = st["v"], st["d"], st["s"]
-            xp.copyto(d, g)
             if wd:
-                d += wd * p                      # g + lambda * p
+                xp.multiply(p, wd, out=d)        # g + lambda * p (no temporary)
+                d += g
+            else:
+                xp.copyto(d, g)
             v *= alpha                           # v = alpha * v + (1 - alpha) * g**2
             xp.multiply(d, d, out=s)
             s *= 1 - alpha

@@ -90,9 +90,11 @@ class SGD(Optimizer):
             d = st.get("scratch")
             if d is None:
                 d = st["scratch"] = xp.empty_like(p)
-            xp.copyto(d, g)
             if wd:
-                d += wd * p                                 # g + lambda * p
+                xp.multiply(p, wd, out=d)                   # g + lambda * p (no temporary)
+                d += g
+            else:
+                xp.copyto(d, g)
             if mu:
                 v = st.get("velocity")
                 if v is None:
