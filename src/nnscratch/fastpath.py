@@ -20,11 +20,16 @@ The math is the same as the layers' own ``forward``/``backward`` (the tests chec
 give the same gradients); only the number of NumPy calls per step drops, from 12 to 9 for the
 64-32-10 network, and the per-layer Python dispatch goes. Used by ``Sequential`` in training mode
 when its layers have this shape; any other stack takes the layer-by-layer path.
+
+Under softmax cross-entropy the fit loop goes one step further and hands whole epochs to
+:class:`SoftmaxEpochs` (below), which stores the examples as columns and fuses the loss's
+gradient into the step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -108,3 +113,166 @@ class DenseReLUStack:
         _, _, WT, dA = self._plan[4]
         dZ = self._plan[3][-1][3] if self._plan[3] else grad_y
         return self.xp.dot(dZ, WT, out=dA)                    # dX = dZ @ W.T
+
+
+class SoftmaxEpochs:
+    r"""Whole training epochs of a ``Dense (ReLU Dense)*`` stack under softmax cross-entropy.
+
+    The fit loop's generic step is ``forward``, ``loss.gradient``, ``backward``, ``step``: about
+    20 NumPy calls for the seed network, several of them on strided views. This class runs the
+    same mathematics in 13 calls per step, all on contiguous arrays, by three changes:
+
+    1. **Examples as columns.** Each batch is stored transposed, ``[X, 1].T`` of shape
+       (n_in + 1, m), and every activation likewise: ``Z.T = [[W], [b]].T @ [A, 1].T``. The ReLU
+       outputs and the masks are then contiguous blocks, where the row layout writes into a
+       strided left part of ``[A, 1]``; NumPy is markedly faster on contiguous operands.
+    2. **A softmax without its shift, checked once per epoch.** ``softmax(z) = exp(z) / sum(exp(z))``
+       is exact mathematics; subtracting the maximum only guards ``exp`` against overflow
+       (and all-zero sums). Here each step uses the plain form, the epoch's logits are kept, and
+       at the end of the epoch ``in_range`` checks that every one of them was in the range where
+       the plain form is accurate. If one was not, the fit loop restores the parameters and the
+       optimizer from the start of the epoch and runs it again with the textbook shift
+       (``safe = True``, kept for the rest of the run). No step ever applies an inaccurate
+       gradient; the check costs two reductions per epoch instead of two per step.
+    3. **The 1/m of the mean folded into the data.** ``dL/dZ = (P - Y) / m`` is computed as
+       ``E / S - Y/m`` where ``E = exp(Z)``, ``S = (m * ones(k, k)) @ E`` holds ``m`` times each
+       column's sum in every row (one small matrix product, so the division needs no
+       broadcasting), and the one-hot targets are stored already divided by ``m``.
+
+    The logits of each batch are written straight into the epoch's store (no copy), and one
+    ``xp.take`` and one transposing copy per epoch lay out the shuffled batches.
+
+    Per step, for the seed 64-32-10 network (``T`` is the transpose)::
+
+        Z1.T = [[W1],[b1]].T @ [X,1].T      A.T = max(Z1.T, 0)         (into [A,1].T)
+        Z.T  = [[W2],[b2]].T @ [A,1].T      E = exp(Z.T)   S = M @ E   G = E / S - Y.T/m
+        [[dW2],[db2]] = [A,1].T @ G.T       dA.T = W2 @ G              dZ1.T = dA.T * sign(A.T)
+        [[dW1],[db1]] = [X,1].T @ dZ1.T     parameters -= lr * gradients  (the optimizer's step)
+
+    The tests check that a fit through this class gives the same weights as the layer-by-layer
+    path, in range and out of it.
+    """
+
+    def __init__(self, stack: DenseReLUStack, X: np.ndarray, Y: np.ndarray,
+                 batch_size: int) -> None:
+        xp, dt = stack.xp, stack.dtype
+        n, d = X.shape
+        k = Y.shape[1]
+        bs = min(batch_size, n)
+        self.xp, self.n, self.k, self.bs = xp, n, k, bs
+        self.safe = False     # True once an epoch had logits out of range: shift from then on
+        info = np.finfo(dt)   # (see in_range; exp(lo) = tiny * 1e8)
+        self.logit_range = (math.log(float(info.max) / (k * bs)) - 4.0,
+                            math.log(float(info.tiny)) + 18.4)
+        F = d + 1 + k         # a column of the data: the input, a one, the one-hot target / m
+        # the training set once, side by side: [X, 1, Y/bs]; the last (short) batch's targets
+        # are rescaled to 1/m' each epoch in ``_fill``
+        self.XY = xp.concatenate([X, xp.ones((n, 1), dt), Y * dt.type(1.0 / bs)], axis=1)
+        self.XYs = xp.empty_like(self.XY)
+        self.full, rest = divmod(n, bs)     # number of full batches, size of the short one
+        sizes = [bs] * self.full + ([rest] if rest else [])
+        self.data = xp.empty(n * F, dt)     # batch after batch, each (F, m) row-major
+        self.logits = xp.empty(n * k, dt)   # the epoch's logits, batch after batch, each (k, m)
+        self.Z = xp.empty((n, k), dt, order="F")   # the same, example by example, for the loss
+        self.rest_scale = dt.type(bs / rest) if rest else None
+        self.rest_Y = self.data[self.full * bs * F:].reshape(F, rest)[d + 1:] if rest else None
+        Wb, dWb = stack.Wb, stack.dWb
+        WbT = [w.T for w in Wb]
+        W = [w[:-1] for w in Wb]              # the weights without the bias row
+        shared: dict[int, tuple] = {}         # buffers for batches of m examples
+        self.batches = []
+        offset = 0
+        for m in sizes:
+            block = self.data[offset * F:(offset + m) * F].reshape(F, m)
+            XT1, YT = block[:d + 1], block[d + 1:]
+            ZT = self.logits[offset * k:(offset + m) * k].reshape(k, m)
+            offset += m
+            if m not in shared:
+                # [A, 1].T for each hidden layer's output: a row of ones under A.T
+                HT = [xp.ones((n_out + 1, m), dt) for _, n_out in stack.sizes[:-1]]
+                shared[m] = (
+                    HT,
+                    [xp.empty((n_out, m), dt) for _, n_out in stack.sizes[:-1]],   # Z.T
+                    [xp.zeros((n_out, m), dt) for _, n_out in stack.sizes[:-1]],   # for max(Z, 0)
+                    [xp.empty((n_out, m), dt) for _, n_out in stack.sizes[:-1]],   # dA.T
+                    [xp.empty((n_out, m), dt) for _, n_out in stack.sizes[:-1]],   # mask
+                    xp.empty((k, m), dt), xp.empty((k, m), dt),                    # E, S
+                    xp.full((k, k), m, dt))                                          # M
+            HT, ZhT, zeros, dAT, mask, E, S, M = shared[m]
+            inputs = [XT1] + HT                  # [A, 1].T entering each Dense layer
+            forward = [(WbT[i], inputs[i], ZhT[i], zeros[i], HT[i][:-1])
+                       for i in range(len(HT))]
+            # back through Dense layers L..2: (its input [A,1].T, the gradient at its output and
+            # that gradient's transpose, its [[dW],[db]], W, then the ReLU below it: dA.T, A.T, mask)
+            grads_out = [E] + dAT[::-1]          # dL/dZ.T at the output of layers L, L-1, ...
+            backward = [(inputs[i], grads_out[j], grads_out[j].T, dWb[i], W[i], dAT[i - 1],
+                         HT[i - 1][:-1], mask[i - 1])
+                        for j, i in enumerate(range(len(HT), 0, -1))]
+            last = (WbT[-1], inputs[-1], ZT)
+            self.batches.append((forward, last, (E, S, M, YT), backward,
+                                 (XT1, grads_out[-1].T, dWb[0])))
+
+    def _fill(self, perm: np.ndarray | None) -> None:
+        """Lay the (shuffled) examples out batch after batch, each batch transposed."""
+        xp, n, bs, full = self.xp, self.n, self.bs, self.full
+        XY = self.XY
+        if perm is not None:
+            xp.take(XY, perm, axis=0, out=self.XYs)
+            XY = self.XYs
+        F = XY.shape[1]
+        if full:   # (full, bs, F) -> (full, F, bs) in one copy
+            xp.copyto(self.data[:full * bs * F].reshape(full, F, bs),
+                      XY[:full * bs].reshape(full, bs, F).transpose(0, 2, 1))
+        if full * bs < n:
+            rest = n - full * bs
+            xp.copyto(self.data[full * bs * F:].reshape(F, rest), XY[full * bs:].T)
+            self.rest_Y *= self.rest_scale        # targets / m' for the short batch
+
+    def run(self, perm: np.ndarray | None, step: Callable[[], None]) -> np.ndarray:
+        """Train one epoch over the examples in order ``perm`` (``None``: as given), calling
+        ``step()`` after each batch's gradients are in place. Returns the epoch's logits (n, k),
+        row ``i`` for example ``perm[i]``, each computed with the weights of its batch's step."""
+        xp = self.xp
+        self._fill(perm)
+        dot, maximum, exp, divide = xp.dot, xp.maximum, xp.exp, xp.divide
+        subtract, multiply, sign = xp.subtract, xp.multiply, xp.sign
+        safe = self.safe
+        for forward, (WbT, HT, ZT), (E, S, M, YT), backward, (XT1, dZT, dWb) in self.batches:
+            for WbTh, A1T, ZhT, zeros, AT in forward:
+                dot(WbTh, A1T, out=ZhT)               # Z.T = [[W],[b]].T @ [A,1].T
+                maximum(ZhT, zeros, out=AT)           # A.T = ReLU(Z.T), above the ones row
+            dot(WbT, HT, out=ZT)                      # logits.T, into the epoch's store
+            if safe:   # the textbook shift: exp(Z - max) per example (column)
+                subtract(ZT, ZT.max(axis=0), out=E)
+                exp(E, out=E)
+            else:
+                exp(ZT, out=E)                        # E = exp(Z.T)
+            dot(M, E, out=S)                          # S = m * column sums, in every row
+            divide(E, S, out=E)                       # P / m
+            subtract(E, YT, out=E)                    # G = (P - Y) / m = dL/dZ.T
+            for A1T, G, GT, dWbh, W, dAT, AT, mask in backward:
+                dot(A1T, GT, out=dWbh)                # [[dW],[db]] = [A,1].T @ G.T
+                dot(W, G, out=dAT)                    # dA.T = W @ G
+                sign(AT, out=mask)                    # ReLU backward: 1 where A > 0, else 0
+                multiply(dAT, mask, out=dAT)          # dZ.T of the layer below
+            dot(XT1, dZT, out=dWb)                    # first layer: [[dW1],[db1]]
+            step()
+        # the logits example by example (a column-major (n, k) array): one copy
+        n, k, bs, full = self.n, self.k, self.bs, self.full
+        ZT = self.Z.T                                 # (k, n), row-major
+        if full:
+            xp.copyto(ZT[:, :full * bs].reshape(k, full, bs),
+                      self.logits[:full * k * bs].reshape(full, k, bs).transpose(1, 0, 2))
+        if full * bs < n:
+            xp.copyto(ZT[:, full * bs:], self.logits[full * k * bs:].reshape(k, n - full * bs))
+        return self.Z
+
+    def in_range(self, Z: np.ndarray) -> bool:
+        """Were all of an epoch's logits where the softmax without shift is accurate?
+
+        The largest must leave ``m * sum(exp(z))`` finite (k terms, a margin of e^4); the
+        largest of each example must keep its ``exp`` far above the smallest normal number, or
+        the example's probabilities lose precision (and 0/0 when all its terms underflow).
+        ``False`` for NaN as well."""
+        hi, lo = self.logit_range
+        return bool(float(Z.max()) < hi) and bool(float(Z.max(axis=1).min()) > lo)

@@ -12,7 +12,7 @@ from .backend import Backend, get_backend, resolve_dtype
 from .callbacks import Callback, ProgressBar
 from .config import build_layer, layer_spec
 from .errors import InputError, ModelFileError
-from .fastpath import DenseReLUStack, applies
+from .fastpath import DenseReLUStack, SoftmaxEpochs, applies
 from .io import read_model_file, write_model_file
 from .layers.base import Layer
 from .losses import SoftmaxCrossEntropy, softmax
@@ -222,6 +222,13 @@ class Sequential:
         """
         if self._fast is not None:
             return self._fast.forward, self._fast.backward_params
+        return None
+
+    def softmax_epochs(self, X: np.ndarray, Y: np.ndarray, batch_size: int) -> SoftmaxEpochs | None:
+        """Fused training epochs under softmax cross-entropy (see :class:`SoftmaxEpochs`) for
+        checked inputs ``X`` and one-hot targets ``Y``; ``None`` when the model has none."""
+        if self._fast is not None:
+            return SoftmaxEpochs(self._fast, X, Y, batch_size)
         return None
 
     def fit(self, X: Any, y: Any, *, epochs: int = 1, batch_size: int = 32,

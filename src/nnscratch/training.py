@@ -14,7 +14,10 @@ tens of microseconds, so every NumPy call counts):
   (column-major) array and the epoch's mean loss and accuracy are computed from it in one
   vectorised pass. They are therefore the running figures Keras and scikit-learn report: each
   example scored by the weights of the moment it was seen;
-- the first trainable layer does not compute a gradient for the input data.
+- the first trainable layer does not compute a gradient for the input data;
+- a ``Dense (ReLU Dense)*`` model under softmax cross-entropy without augmentation runs whole
+  epochs in :class:`nnscratch.fastpath.SoftmaxEpochs`: the same steps in fewer, contiguous NumPy
+  calls, with the softmax's overflow guard checked once per epoch (``_fused_epoch``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import numpy as np
 
 from .callbacks import Callback
 from .errors import TrainingDiverged
-from .losses import one_hot
+from .losses import SoftmaxCrossEntropy, one_hot
 
 
 class Trainable(Protocol):
@@ -106,6 +109,31 @@ def restore_training_state(model: Any, optimizer: Any, schedule: Any) -> tuple[i
     return int(info["epoch"]), history
 
 
+#: use the fused epochs of :class:`nnscratch.fastpath.SoftmaxEpochs` where they apply (the tests
+#: switch this off to compare with the step-by-step loop)
+FUSED = True
+
+
+def _fused_epoch(fused: Any, perm: Any, model: Any, optimizer: Any) -> Any:
+    """One epoch through ``fused`` (a :class:`~nnscratch.fastpath.SoftmaxEpochs`); returns its
+    logits. Its steps use the softmax without the max shift; if the epoch's logits show that
+    was inaccurate somewhere, the parameters and the optimizer are put back as they were at the
+    start of the epoch and the epoch runs again with the shift, as every later epoch will."""
+    if fused.safe:
+        return fused.run(perm, optimizer.step_function())
+    params = [p.copy() for p, _ in model.parameters()]
+    scalars, arrays = optimizer.state_dict()
+    arrays = {name: a.copy() for name, a in arrays.items()}
+    logits = fused.run(perm, optimizer.step_function())
+    if fused.in_range(logits):
+        return logits
+    for (p, _), saved in zip(model.parameters(), params, strict=True):
+        p[...] = saved
+    optimizer.load_state_dict(scalars, arrays)
+    fused.safe = True
+    return fused.run(perm, optimizer.step_function())
+
+
 def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epochs: int,
         batch_size: int, optimizer: Any, loss: Any, rng: np.random.Generator,
         validation_data: tuple[np.ndarray, np.ndarray] | None = None, shuffle: bool = True,
@@ -120,23 +148,30 @@ def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epoch
     """
     n, d = X.shape
     xp = getattr(model, "xp", np)  # the model's array module: X and y are already on its device
-    # X and its one-hot labels side by side, so one take shuffles both
-    XY = xp.concatenate([X, one_hot(y, n_classes, X.dtype)], axis=1)
-    XYs, ys = (xp.empty_like(XY), xp.empty_like(y)) if shuffle else (XY, y)
-    # the epoch's logits, row i for example ys[i]; column-major because row-wise reductions over
-    # 10 columns are 5x faster that way, and copying a batch into it costs the same
-    Z = xp.empty((n, n_classes), dtype=X.dtype, order="F")
-    batches = [(XYs[i:i + batch_size, :d], XYs[i:i + batch_size, d:], Z[i:i + batch_size])
-               for i in range(0, n, batch_size)]
-
+    Y = one_hot(y, n_classes, X.dtype)
+    ys = xp.empty_like(y) if shuffle else y     # the labels in the order of the epoch
     optimizer.bind(model.parameters())
-    fast = model.training_functions() if hasattr(model, "training_functions") else None
-    if fast is not None:
-        forward, backward = fast
-    else:
-        forward, backward = (lambda x: model.forward(x, True)), (lambda g: model.backward(g, False))
-    step, gradient = optimizer.step, loss.gradient
-    copyto = xp.copyto
+    # whole epochs in one fused loop when the model and the loss allow it (see fastpath.py)
+    fused = (model.softmax_epochs(X, Y, batch_size)
+             if FUSED and augment is None and type(loss) is SoftmaxCrossEntropy
+             and hasattr(model, "softmax_epochs") else None)
+    if fused is None:
+        # X and its one-hot labels side by side, so one take shuffles both
+        XY = xp.concatenate([X, Y], axis=1)
+        XYs = xp.empty_like(XY) if shuffle else XY
+        # the epoch's logits, row i for example ys[i]; column-major because row-wise reductions
+        # over 10 columns are 5x faster that way, and copying a batch into it costs the same
+        Z = xp.empty((n, n_classes), dtype=X.dtype, order="F")
+        batches = [(XYs[i:i + batch_size, :d], XYs[i:i + batch_size, d:], Z[i:i + batch_size])
+                   for i in range(0, n, batch_size)]
+        fast = model.training_functions() if hasattr(model, "training_functions") else None
+        if fast is not None:
+            forward, backward = fast
+        else:
+            forward, backward = ((lambda x: model.forward(x, True)),
+                                 (lambda g: model.backward(g, False)))
+        step, gradient = optimizer.step, loss.gradient
+        copyto = xp.copyto
     history = History() if history is None else history
     if schedule is not None and initial_epoch == 0:
         optimizer.lr = schedule.start(optimizer.lr)
@@ -149,19 +184,25 @@ def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epoch
     try:
         with np.errstate(over="ignore", invalid="ignore"):
             for epoch in range(initial_epoch, epochs):
+                perm = None
                 if shuffle:
                     perm = xp.asarray(rng.permutation(n))  # drawn on the host, as on every device
-                    xp.take(XY, perm, axis=0, out=XYs)
                     xp.take(y, perm, axis=0, out=ys)
-                for xb, yb, zb in batches:
-                    if augment is not None:       # e.g. random shifts, drawn from the run's rng
-                        xb = augment(xb, rng)
-                    z = forward(xb)               # logits of the batch
-                    copyto(zb, z)                 # kept for the epoch's loss and accuracy
-                    backward(gradient(z, yb))     # dL/dZ, then back through the layers
-                    step()                        # parameters -= lr * gradients (or Adam, ...)
+                if fused is not None:
+                    logits = _fused_epoch(fused, perm, model, optimizer)
+                else:
+                    if perm is not None:
+                        xp.take(XY, perm, axis=0, out=XYs)
+                    for xb, yb, zb in batches:
+                        if augment is not None:   # e.g. random shifts, drawn from the run's rng
+                            xb = augment(xb, rng)
+                        z = forward(xb)           # logits of the batch
+                        copyto(zb, z)             # kept for the epoch's loss and accuracy
+                        backward(gradient(z, yb))  # dL/dZ, then back through the layers
+                        step()                    # parameters -= lr * gradients (or Adam, ...)
+                    logits = Z
 
-                epoch_loss, epoch_acc = evaluate_logits(loss, Z, ys)
+                epoch_loss, epoch_acc = evaluate_logits(loss, logits, ys)
                 if not np.isfinite(epoch_loss):
                     raise TrainingDiverged(
                         f"training loss became {epoch_loss} at epoch {epoch + 1}; "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -45,6 +45,11 @@ class Optimizer:
     def step(self) -> None:
         raise NotImplementedError
 
+    def step_function(self) -> Callable[[], None]:
+        """``step`` as one callable for the current ``lr``: a loop running many steps between
+        changes of ``lr`` (the fit loop, once per epoch) may call this instead of ``step``."""
+        return self.step
+
     def clip_gradients(self) -> float:
         """Scale every gradient by ``clip_norm / (norm + 1e-6)`` when their global 2-norm exceeds
         ``clip_norm`` (PyTorch's ``clip_grad_norm_``); returns the norm before clipping."""
@@ -67,6 +72,7 @@ class Optimizer:
     def load_state_dict(self, scalars: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         """Restore a :meth:`state_dict` after :meth:`bind` to the same model's parameters."""
         self.lr = float(scalars["lr"])
+        self.state = [{} for _ in self.pairs]     # exactly the saved state, nothing made since
         if hasattr(self, "t"):
             self.t = int(scalars["t"])
         for name, value in arrays.items():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -63,28 +65,37 @@ class SGD(Optimizer):
         self._plain: list | None = None
 
     def _plain_updates(self) -> list:
-        """For each pair, a call doing ``p -= lr * g`` in place, given (lr): BLAS axpy if it can."""
+        """For each pair, ``(f, args)`` such that ``f(*args, -lr)`` does ``p -= lr * g`` in
+        place: BLAS axpy where it can."""
         updates, xp = [], self.xp
         for p, g in self.pairs:
             axpy = _axpy(p)
             if axpy is not None:
                 # y <- a*x + y with positional (x, y, n, a): half the call cost of keywords
-                p1, g1, n = p.reshape(-1), g.reshape(-1), p.size
-                updates.append(lambda lr, axpy=axpy, g1=g1, p1=p1, n=n: axpy(g1, p1, n, -lr))
-            else:   # p -= lr * g, into a scratch buffer: no allocation per step
-                scratch = xp.empty_like(p)
-                updates.append(lambda lr, p=p, g=g, d=scratch: xp.subtract(
-                    p, xp.multiply(g, lr, out=d), out=p))
+                updates.append((axpy, (g.reshape(-1), p.reshape(-1), p.size)))
+            else:   # p += (-lr) * g, into a scratch buffer: no allocation per step
+                def update(p, g, d, a):  # type: ignore[no-untyped-def]
+                    xp.add(p, xp.multiply(g, a, out=d), out=p)
+                updates.append((update, (p, g, xp.empty_like(p))))
         self._plain = updates
         return updates
+
+    def step_function(self) -> Callable[[], None]:
+        """Plain SGD on one flat buffer: the axpy call itself, with ``-lr`` bound."""
+        if self.momentum == 0 and self.weight_decay == 0 and self.clip_norm is None:
+            updates = self._plain or self._plain_updates()
+            if len(updates) == 1:
+                f, args = updates[0]
+                return partial(f, *args, -self.lr)
+        return self.step
 
     def step(self) -> None:
         lr, mu, wd, xp = self.lr, self.momentum, self.weight_decay, self.xp
         if self.clip_norm is not None:
             self.clip_gradients()
         if mu == 0 and wd == 0:                     # plain SGD: p = p - lr * g
-            for update in self._plain or self._plain_updates():
-                update(lr)
+            for f, args in self._plain or self._plain_updates():
+                f(*args, -lr)
             return
         for (p, g), st in zip(self.pairs, self.state, strict=True):
             d = st.get("scratch")

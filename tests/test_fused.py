@@ -1,0 +1,189 @@
+"""The fused training epochs (fastpath.SoftmaxEpochs) against the step-by-step fit loop.
+
+``training.FUSED = False`` sends the same fit through the generic loop (each layer's or the
+bias-trick forward/backward, then ``SoftmaxCrossEntropy.gradient`` with its max shift, then
+``optimizer.step``): both must give the same weights and the same history.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import nnscratch.training as training
+from nnscratch import Sequential, fastpath
+from nnscratch.layers import Dense, ReLU
+from nnscratch.losses import MeanSquaredError, SoftmaxCrossEntropy
+from nnscratch.optim import SGD, Adam
+from nnscratch.optim.schedules import StepLR
+
+
+def _net(sizes, dtype="float64", seed=3):
+    layers = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
+        layers += [Dense(n_in, n_out), ReLU()]
+    return Sequential(layers[:-1], seed=seed, dtype=dtype)
+
+
+def _data(n, d, k, seed=0, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    X = rng.random((n, d)).astype(dtype)
+    y = rng.integers(0, k, n)
+    y[:k] = np.arange(k)     # every class present
+    return X, y
+
+
+def _fit_both(monkeypatch, make_model, make_opt, X, y, **kw):
+    """(model, history) fitted through the fused epochs and through the step-by-step loop."""
+    out = []
+    for fused in (True, False):
+        monkeypatch.setattr(training, "FUSED", fused)
+        model = make_model()
+        assert model._fast is not None      # (so the fused path applies when FUSED is on)
+        history = model.fit(X, y, optimizer=make_opt(), **kw)
+        out.append((model, history))
+    return out
+
+
+@pytest.mark.parametrize("sizes", [[6, 3], [6, 5, 3], [7, 8, 5, 4, 3]])
+@pytest.mark.parametrize("n,batch_size", [(40, 8), (43, 8), (5, 8), (30, 1)])
+def test_fused_epochs_give_the_step_by_step_weights(monkeypatch, sizes, n, batch_size):
+    X, y = _data(n, sizes[0], sizes[-1])
+    (a, ha), (b, hb) = _fit_both(monkeypatch, lambda: _net(sizes), lambda: SGD(lr=0.3), X, y,
+                                 epochs=4, batch_size=batch_size)
+    np.testing.assert_allclose(a.parameters()[0][0], b.parameters()[0][0], rtol=1e-10,
+                               atol=1e-12)
+    np.testing.assert_allclose(ha["loss"], hb["loss"], rtol=1e-10)
+    assert ha["accuracy"] == hb["accuracy"]
+    assert not np.array_equal(a.parameters()[0][0], _net(sizes).parameters()[0][0])  # it trained
+
+
+@pytest.mark.parametrize("make_opt", [
+    lambda: SGD(lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3),
+    lambda: Adam(lr=0.01, weight_decay=1e-3),
+    lambda: SGD(lr=0.5, clip_norm=0.1),
+], ids=["sgd-nesterov-wd", "adam-wd", "sgd-clip"])
+def test_fused_epochs_with_other_optimizers_schedule_and_no_shuffle(monkeypatch, make_opt):
+    X, y = _data(50, 6, 4)
+    for shuffle in (True, False):
+        (a, ha), (b, hb) = _fit_both(monkeypatch, lambda: _net([6, 7, 4]), make_opt, X, y,
+                                     epochs=5, batch_size=16, shuffle=shuffle,
+                                     schedule=StepLR(step_size=2, gamma=0.5),
+                                     validation_data=(X[:10], y[:10]))
+        np.testing.assert_allclose(a.parameters()[0][0], b.parameters()[0][0], rtol=1e-9,
+                                   atol=1e-12)
+        for key in ("loss", "val_loss", "lr"):
+            np.testing.assert_allclose(ha[key], hb[key], rtol=1e-9)
+
+
+def test_float32_seed_net_matches_to_float32_rounding(monkeypatch):
+    X, y = _data(100, 64, 10, dtype=np.float32)
+    (a, ha), (b, hb) = _fit_both(monkeypatch, lambda: _net([64, 32, 10], "float32"),
+                                 lambda: SGD(lr=0.1), X, y, epochs=3, batch_size=32)
+    assert a.parameters()[0][0].dtype == np.float32
+    np.testing.assert_allclose(a.parameters()[0][0], b.parameters()[0][0], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(ha["loss"], hb["loss"], rtol=1e-4)
+
+
+def _extreme_net(bias, sizes=(6, 5, 3)):
+    """A net whose logits all sit near ``bias`` (+800 overflows exp in float64, -800 makes
+    every term of an example underflow to 0)."""
+    def make():
+        model = _net(list(sizes))
+        model.layers[-1].params["b"][...] = bias
+        model.layers[-1].params["b"][0] += 1.0
+        return model
+    return make
+
+
+@pytest.mark.parametrize("bias", [800.0, -800.0], ids=["overflow", "underflow"])
+@pytest.mark.parametrize("make_opt", [lambda: SGD(lr=0.1), lambda: Adam(lr=0.01)],
+                         ids=["sgd", "adam"])
+def test_out_of_range_logits_rerun_the_epoch_with_the_shift(monkeypatch, bias, make_opt):
+    X, y = _data(40, 6, 3)
+    (a, ha), (b, hb) = _fit_both(monkeypatch, _extreme_net(bias), make_opt, X, y, epochs=3,
+                                 batch_size=8)
+    pa = a.parameters()[0][0]
+    assert np.isfinite(pa).all() and np.isfinite(ha["loss"]).all()
+    # the rerun restored parameters and optimizer state (Adam's moments and step count): any
+    # leftover of the discarded epoch would show here
+    np.testing.assert_allclose(pa, b.parameters()[0][0], rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(ha["loss"], hb["loss"], rtol=1e-9)
+
+
+@pytest.mark.parametrize("bias", [800.0, -800.0], ids=["overflow", "underflow"])
+def test_negative_control_the_unshifted_softmax_does_break_there(bias):
+    """Without the check and rerun, the plain softmax of those logits ruins the weights: the
+    test above would fail if ``in_range`` let such an epoch through."""
+    X, y = _data(40, 6, 3)
+    model = _extreme_net(bias)()
+    opt = SGD(lr=0.1)
+    opt.bind(model.parameters())
+    epochs = model.softmax_epochs(X, np.eye(3)[y], 8)
+    with np.errstate(all="ignore"):
+        logits = epochs.run(None, opt.step_function())
+    assert not epochs.in_range(logits)
+    assert not np.isfinite(model.parameters()[0][0]).all()
+
+
+def test_in_range_bounds_are_where_the_plain_softmax_is_accurate():
+    X, y = _data(16, 6, 3, dtype=np.float32)
+    epochs = _net([6, 3], "float32").softmax_epochs(X, np.eye(3, dtype=np.float32)[y], 8)
+    hi, lo = epochs.logit_range
+    with np.errstate(over="ignore"):    # m * (sum of k terms) stays finite below hi, not far above
+        assert np.isfinite(np.float32(8 * 3) * np.exp(np.float32(hi)))
+        assert not np.isfinite(np.float32(8 * 3) * np.exp(np.float32(hi + 4.5)))
+    assert np.exp(np.float32(lo)) >= np.finfo(np.float32).tiny * 1e7 and -70 < lo < -65
+    Z = np.zeros((16, 3), np.float32, order="F")
+    assert epochs.in_range(Z)
+    for value, ok in ((hi - 0.5, True), (hi + 0.5, False), (np.inf, False), (np.nan, False)):
+        Z[5, 1] = value
+        assert epochs.in_range(Z) is ok, value
+    Z[5, 1] = 0
+    Z[7] = lo - 1                                       # one example far below the rest
+    assert not epochs.in_range(Z)
+    Z[7, 2] = lo + 1                                    # its largest term is fine again
+    assert epochs.in_range(Z)
+    # the plain softmax really is accurate over the whole range it accepts (probabilities far
+    # below 1e-25 may come out as 0: nothing a gradient P - Y can notice)
+    z = np.array([[hi - 0.1, hi - 3, 0.0], [lo + 0.1, lo - 5, lo - 60]], np.float32)
+    with np.errstate(under="ignore"):
+        e = np.exp(z)
+        p = e / (8 * e.sum(axis=1, keepdims=True)) * 8
+    shifted = np.exp(z - z.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(p, shifted / shifted.sum(axis=1, keepdims=True), rtol=1e-5,
+                               atol=1e-25)
+
+
+def test_epoch_logits_are_in_the_order_of_the_labels(monkeypatch):
+    """The logits ``run`` returns, row i for example perm[i], are those the weights of each
+    batch's step gave: checked by recomputing them with a zero learning rate."""
+    X, y = _data(43, 6, 3)
+    model = _net([6, 5, 3])
+    opt = SGD(lr=1e-300)          # (a step that changes nothing)
+    opt.bind(model.parameters())
+    epochs = model.softmax_epochs(X, np.eye(3)[y], 8)
+    perm = np.random.default_rng(1).permutation(43)
+    Z = epochs.run(perm, opt.step_function())
+    np.testing.assert_allclose(Z, model.forward(X[perm]), rtol=1e-12)
+
+
+def test_fused_path_applies_only_to_softmax_without_augment(monkeypatch):
+    calls = []
+    real = Sequential.softmax_epochs
+
+    def spy(self, *args):
+        calls.append(args)
+        return real(self, *args)
+
+    monkeypatch.setattr(Sequential, "softmax_epochs", spy)
+    X, y = _data(30, 6, 3)
+    _net([6, 5, 3]).fit(X, y, epochs=1, optimizer=SGD(lr=0.1))
+    assert len(calls) == 1
+    _net([6, 5, 3]).fit(X, y, epochs=1, optimizer=SGD(lr=0.1), loss=MeanSquaredError())
+    _net([6, 5, 3]).fit(X, y, epochs=1, optimizer=SGD(lr=0.1), augment=lambda xb, rng: xb)
+    assert len(calls) == 1
+    _net([6, 5, 3]).fit(X, y, epochs=1, optimizer=SGD(lr=0.1), loss=SoftmaxCrossEntropy())
+    assert len(calls) == 2
+    model = Sequential([Dense(6, 5), ReLU(), Dense(5, 3), ReLU()], seed=0)  # no fast path
+    assert not fastpath.applies(model.layers) and model.softmax_epochs(X, np.eye(3)[y], 8) is None
