@@ -187,3 +187,29 @@ def test_fused_path_applies_only_to_softmax_without_augment(monkeypatch):
     assert len(calls) == 2
     model = Sequential([Dense(6, 5), ReLU(), Dense(5, 3), ReLU()], seed=0)  # no fast path
     assert not fastpath.applies(model.layers) and model.softmax_epochs(X, np.eye(3)[y], 8) is None
+
+
+@pytest.mark.parametrize("case", ["plain", "ties", "all-equal", "nan"])
+def test_epoch_accuracy_is_argmax_accuracy(case):
+    """evaluate_logits avoids argmax unless a row holds its maximum twice (or a NaN); the
+    result is always that of argmax (first index of the maximum) == label."""
+    from nnscratch.training import evaluate_logits
+
+    rng = np.random.default_rng(0)
+    Z = np.asfortranarray(rng.standard_normal((200, 10)).astype(np.float32))
+    labels = rng.integers(0, 10, 200)
+    labels[:50] = Z[:50].argmax(axis=1)                 # some hits
+    if case == "ties":              # the label ties with an earlier class: argmax says miss
+        Z[60:70, 0] = Z[60:70].max(axis=1) + 1
+        Z[60:70, 5] = Z[60:70, 0]
+        labels[60:70] = 5
+    elif case == "all-equal":       # e.g. a dead network: argmax is class 0 everywhere
+        Z[...] = 0.25
+    elif case == "nan":
+        Z[3, 4] = np.nan
+    expected = float((Z.argmax(axis=1) == labels).mean())
+    with np.errstate(invalid="ignore"):
+        _, acc = evaluate_logits(SoftmaxCrossEntropy(), Z, labels)
+    assert acc == pytest.approx(expected, abs=1e-12)
+    if case == "all-equal":
+        assert acc == pytest.approx(float((labels == 0).mean()))

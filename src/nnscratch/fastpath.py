@@ -57,7 +57,8 @@ class DenseReLUStack:
         self.Wb = [p.reshape(shape) for (p, _), shape in zip(blocks, shapes, strict=True)]
         self.dWb = [g.reshape(shape) for (_, g), shape in zip(blocks, shapes, strict=True)]
         self.dtype = self.Wb[0].dtype
-        self.xp = dense_layers[0].xp    # the model's array module (NumPy or CuPy)
+        self.backend = dense_layers[0].backend  # the model's backend (NumPy or CuPy)
+        self.xp = self.backend.xp
         self._plans: dict[int, tuple] = {}
 
     def _make_plan(self, m: int) -> tuple:
@@ -160,6 +161,7 @@ class SoftmaxEpochs:
         k = Y.shape[1]
         bs = min(batch_size, n)
         self.xp, self.n, self.k, self.bs = xp, n, k, bs
+        self.take_rows = stack.backend.take_rows
         self.safe = False     # True once an epoch had logits out of range: shift from then on
         info = np.finfo(dt)   # (see in_range; exp(lo) = tiny * 1e8)
         self.logit_range = (math.log(float(info.max) / (k * bs)) - 4.0,
@@ -217,7 +219,7 @@ class SoftmaxEpochs:
         xp, n, bs, full = self.xp, self.n, self.bs, self.full
         XY = self.XY
         if perm is not None:
-            xp.take(XY, perm, axis=0, out=self.XYs)
+            self.take_rows(XY, perm, self.XYs)
             XY = self.XYs
         F = XY.shape[1]
         if full:   # (full, bs, F) -> (full, F, bs) in one copy

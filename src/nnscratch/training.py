@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .backend import backend_of
 from .callbacks import Callback
 from .errors import TrainingDiverged
 from .losses import SoftmaxCrossEntropy, one_hot
@@ -80,8 +81,16 @@ class History:
 
 def evaluate_logits(loss: Any, logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     """Mean loss and accuracy (``argmax == label``, as ``predict``) of ``logits`` (n, k)."""
-    return (float(loss.per_example(logits, labels).mean()),
-            float((logits.argmax(axis=1) == labels).mean()))
+    n = logits.shape[0]   # (sums over n: ndarray.mean costs a Python-level wrapper per call)
+    xp = backend_of(logits).xp
+    # argmax == label without argmax along the rows of column-major logits, which is slow: the
+    # label's logit is the row's maximum and no row holds its maximum twice (with a tie, or a
+    # NaN, argmax's rule of the first index decides, as in predict)
+    row_max = logits.max(axis=1)
+    hits = int((logits[xp.arange(n), labels] == row_max).sum())
+    if int((logits == row_max[:, None]).sum()) != n:
+        hits = int((logits.argmax(axis=1) == labels).sum())
+    return float(loss.per_example(logits, labels).sum()) / n, hits / n
 
 
 def restore_training_state(model: Any, optimizer: Any, schedule: Any) -> tuple[int, History]:
@@ -172,6 +181,7 @@ def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epoch
                                  (lambda g: model.backward(g, False)))
         step, gradient = optimizer.step, loss.gradient
         copyto = xp.copyto
+        take_rows = backend_of(X).take_rows
     history = History() if history is None else history
     if schedule is not None and initial_epoch == 0:
         optimizer.lr = schedule.start(optimizer.lr)
@@ -192,7 +202,7 @@ def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epoch
                     logits = _fused_epoch(fused, perm, model, optimizer)
                 else:
                     if perm is not None:
-                        xp.take(XY, perm, axis=0, out=XYs)
+                        take_rows(XY, perm, XYs)
                     for xb, yb, zb in batches:
                         if augment is not None:   # e.g. random shifts, drawn from the run's rng
                             xb = augment(xb, rng)
