@@ -8,7 +8,7 @@ installed; it is not a dependency) runs a plain CPU eager loop with 1 thread
 with a NumPy generator and slicing batches as nnscratch does.
 
 A fourth run, ``floor``, is not a peer but a yardstick: the same training written as one bare
-loop of the 16 NumPy calls a step needs (see ``run_floor``). nnscratch / floor says how close the
+loop of the 13 NumPy calls of nnscratch's fused step (see ``run_floor``). nnscratch / floor says how close the
 library comes to what NumPy itself allows on this machine.
 
 Every timing runs in its own fresh subprocess (``--worker``): two OpenMP/BLAS runtimes warming up
@@ -85,63 +85,73 @@ def run_nnscratch(epochs: int) -> dict:
 
 
 def run_floor(epochs: int) -> dict:
-    """Not a peer but a yardstick: the same training written as one bare loop of the 16 NumPy
-    calls a step needs, everything preallocated and bound to local names, no library around it
-    (no checks, no History, no callbacks, no overflow guard on the loss). How close nnscratch
-    comes to this is how close it comes to what NumPy allows on this machine."""
+    """Not a peer but a yardstick: the same training as nnscratch's fused epochs
+    (``fastpath.SoftmaxEpochs``: examples as columns, 13 NumPy calls per step) written as one
+    bare loop, everything preallocated and bound to local names, no library around it: no
+    epoch loss or accuracy, no History, no callbacks, no check of the logits' range. How close
+    nnscratch comes to this is how close it comes to what NumPy allows on this machine."""
     import numpy as np
     from scipy.linalg.blas import get_blas_funcs
 
     X, y, X_test, y_test = _data()
     n, d = X.shape
     h, k, bs = HIDDEN, 10, BATCH_SIZE
+    f32 = np.float32
     rng = np.random.default_rng(SEED)
-    flat = np.zeros((d + 1) * h + (h + 1) * k, np.float32)   # [[W1], [b1]] then [[W2], [b2]]
+    flat = np.zeros((d + 1) * h + (h + 1) * k, f32)   # [[W1], [b1]] then [[W2], [b2]]
     grad = np.zeros_like(flat)
     Wb1, Wb2 = flat[:(d + 1) * h].reshape(d + 1, h), flat[(d + 1) * h:].reshape(h + 1, k)
     dWb1, dWb2 = grad[:(d + 1) * h].reshape(d + 1, h), grad[(d + 1) * h:].reshape(h + 1, k)
     Wb1[:d] = rng.standard_normal((d, h)) * np.sqrt(2 / d)
     Wb2[:h] = rng.standard_normal((h, k)) * np.sqrt(2 / h)
-    W2T = Wb2[:h].T
-    XY = np.concatenate([X, np.ones((n, 1), np.float32), np.eye(k, dtype=np.float32)[y]], axis=1)
+    F = d + 1 + k                                      # a column: [x, 1, one-hot / bs]
+    XY = np.concatenate([X, np.ones((n, 1), f32), np.eye(k, dtype=f32)[y] / f32(bs)], axis=1)
     XYs = np.empty_like(XY)
-    batches = []
+    full, rest = divmod(n, bs)
+    data = np.empty(n * F, f32)                        # batch after batch, each (F, m)
+    batches, shared = [], {}
     for i in range(0, n, bs):
         m = min(bs, n - i)
-        H = np.ones((m, h + 1), np.float32)                   # [A, 1]
-        X1 = XYs[i:i + m, :d + 1]                             # [X, 1] straight from the epoch copy
-        batches.append((X1, X1.T, XYs[i:i + m, d + 1:], np.empty((m, h), np.float32), H, H[:, :h],
-                        H.T, np.zeros((m, h), np.float32), np.empty((m, k), np.float32),
-                        np.empty((m, k), np.float32), np.empty((m, 1), np.float32),
-                        np.empty((m, h), np.float32), np.empty((m, h), np.float32),
-                        np.array(1 / m, np.float32)))
+        block = data[i * F:(i + m) * F].reshape(F, m)
+        if m not in shared:
+            HT = np.ones((h + 1, m), f32)               # [A, 1].T
+            shared[m] = (np.empty((h, m), f32), HT, HT[:h], np.zeros((h, m), f32),
+                         np.empty((k, m), f32), np.empty((k, m), f32), np.empty((k, m), f32),
+                         np.full((k, k), m, f32), np.empty((h, m), f32), np.empty((h, m), f32))
+        Z1T, HT, AT, zeros, ZT, E, S, M, dAT, mask = shared[m]
+        batches.append((block[:d + 1], block[d + 1:], Z1T, HT, AT, zeros, ZT, E, E.T, S, M, dAT,
+                        dAT.T, mask))
+    rest_Y = data[full * bs * F:].reshape(F, rest)[d + 1:] if rest else None
     axpy = get_blas_funcs("axpy", (flat,))
-    dot, maximum, exp, add_reduce = np.dot, np.maximum, np.exp, np.add.reduce
-    divide, subtract, multiply, sign = np.divide, np.subtract, np.multiply, np.sign
+    dot, maximum, exp, divide = np.dot, np.maximum, np.exp, np.divide
+    subtract, multiply, sign, take, copyto = np.subtract, np.multiply, np.sign, np.take, np.copyto
+    Wb1T, Wb2T, W2 = Wb1.T, Wb2.T, Wb2[:h]
     size, step = flat.size, -LR
     c0, t0 = time.process_time(), time.perf_counter()
     for _ in range(epochs):
-        np.take(XY, rng.permutation(n), axis=0, out=XYs)
-        for X1, X1T, Yb, Z1, H, A, HT, zeros, Z, P, s, dA, mask, inv_m in batches:
-            dot(X1, Wb1, out=Z1)                 # Z1 = [X, 1] @ [[W1], [b1]]
-            maximum(Z1, zeros, out=A)            # A = ReLU(Z1), left of H's ones column
-            dot(H, Wb2, out=Z)                   # logits
-            Z.max()                              # (the overflow check a real loss makes)
-            exp(Z, out=P)                        # softmax ...
-            add_reduce(P, axis=1, keepdims=True, out=s)
-            s.min()                              # (the underflow check)
-            divide(P, s, out=P)
-            subtract(P, Yb, out=P)               # ... minus one-hot
-            multiply(P, inv_m, out=P)            # dZ = (P - Y) / m
-            dot(HT, P, out=dWb2)
-            dot(P, W2T, out=dA)
-            sign(A, out=mask)
-            multiply(dA, mask, out=dA)           # dZ1
-            dot(X1T, dA, out=dWb1)
+        take(XY, rng.permutation(n), axis=0, out=XYs, mode="clip")     # shuffle
+        copyto(data[:full * bs * F].reshape(full, F, bs),                # each batch transposed
+               XYs[:full * bs].reshape(full, bs, F).transpose(0, 2, 1))
+        if rest:
+            copyto(data[full * bs * F:].reshape(F, rest), XYs[full * bs:].T)
+            rest_Y *= f32(bs / rest)                                      # one-hot / m
+        for XT1, YT, Z1T, HT, AT, zeros, ZT, E, ET, S, M, dAT, dZT, mask in batches:
+            dot(Wb1T, XT1, out=Z1T)              # Z1.T = [[W1], [b1]].T @ [X, 1].T
+            maximum(Z1T, zeros, out=AT)          # A.T = ReLU(Z1.T), above HT's ones row
+            dot(Wb2T, HT, out=ZT)                # logits.T
+            exp(ZT, out=E)                       # softmax, unshifted ...
+            dot(M, E, out=S)                     # ... m * column sums
+            divide(E, S, out=E)                  # P / m
+            subtract(E, YT, out=E)               # G = (P - Y) / m
+            dot(HT, ET, out=dWb2)
+            dot(W2, E, out=dAT)
+            sign(AT, out=mask)
+            multiply(dAT, mask, out=dAT)         # dZ1.T
+            dot(XT1, dZT, out=dWb1)
             axpy(grad, flat, size, step)         # all parameters -= lr * gradients
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-    Xt1 = np.concatenate([X_test, np.ones((len(X_test), 1), np.float32)], axis=1)
-    Ht = np.concatenate([np.maximum(Xt1 @ Wb1, 0), np.ones((len(X_test), 1), np.float32)], axis=1)
+    Xt1 = np.concatenate([X_test, np.ones((len(X_test), 1), f32)], axis=1)
+    Ht = np.concatenate([np.maximum(Xt1 @ Wb1, 0), np.ones((len(X_test), 1), f32)], axis=1)
     return {"seconds": seconds, "cpu_seconds": cpu, "epochs": epochs,
             "steps": epochs * math.ceil(n / bs),
             "test_accuracy": float(((Ht @ Wb2).argmax(1) == y_test).mean()), "dtype": "float32"}

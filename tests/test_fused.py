@@ -114,7 +114,7 @@ def test_out_of_range_logits_rerun_the_epoch_with_the_shift(monkeypatch, bias, m
 @pytest.mark.parametrize("bias", [800.0, -800.0], ids=["overflow", "underflow"])
 def test_negative_control_the_unshifted_softmax_does_break_there(bias):
     """Without the check and rerun, the plain softmax of those logits ruins the weights: the
-    test above would fail if ``in_range`` let such an epoch through."""
+    test above would fail if ``figures`` let such an epoch through."""
     X, y = _data(40, 6, 3)
     model = _extreme_net(bias)()
     opt = SGD(lr=0.1)
@@ -122,11 +122,11 @@ def test_negative_control_the_unshifted_softmax_does_break_there(bias):
     epochs = model.softmax_epochs(X, np.eye(3)[y], 8)
     with np.errstate(all="ignore"):
         logits = epochs.run(None, opt.step_function())
-    assert not epochs.in_range(logits)
+    assert not epochs.figures(logits, y)[0]
     assert not np.isfinite(model.parameters()[0][0]).all()
 
 
-def test_in_range_bounds_are_where_the_plain_softmax_is_accurate():
+def test_the_range_check_bounds_are_where_the_plain_softmax_is_accurate():
     X, y = _data(16, 6, 3, dtype=np.float32)
     epochs = _net([6, 3], "float32").softmax_epochs(X, np.eye(3, dtype=np.float32)[y], 8)
     hi, lo = epochs.logit_range
@@ -135,15 +135,16 @@ def test_in_range_bounds_are_where_the_plain_softmax_is_accurate():
         assert not np.isfinite(np.float32(8 * 3) * np.exp(np.float32(hi + 4.5)))
     assert np.exp(np.float32(lo)) >= np.finfo(np.float32).tiny * 1e7 and -70 < lo < -65
     Z = np.zeros((16, 3), np.float32, order="F")
-    assert epochs.in_range(Z)
+    assert epochs.figures(Z, y)[0]
     for value, ok in ((hi - 0.5, True), (hi + 0.5, False), (np.inf, False), (np.nan, False)):
         Z[5, 1] = value
-        assert epochs.in_range(Z) is ok, value
+        with np.errstate(invalid="ignore"):
+            assert epochs.figures(Z, y)[0] is ok, value
     Z[5, 1] = 0
     Z[7] = lo - 1                                       # one example far below the rest
-    assert not epochs.in_range(Z)
+    assert not epochs.figures(Z, y)[0]
     Z[7, 2] = lo + 1                                    # its largest term is fine again
-    assert epochs.in_range(Z)
+    assert epochs.figures(Z, y)[0]
     # the plain softmax really is accurate over the whole range it accepts (probabilities far
     # below 1e-25 may come out as 0: nothing a gradient P - Y can notice)
     z = np.array([[hi - 0.1, hi - 3, 0.0], [lo + 0.1, lo - 5, lo - 60]], np.float32)

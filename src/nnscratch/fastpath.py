@@ -130,7 +130,7 @@ class SoftmaxEpochs:
     2. **A softmax without its shift, checked once per epoch.** ``softmax(z) = exp(z) / sum(exp(z))``
        is exact mathematics; subtracting the maximum only guards ``exp`` against overflow
        (and all-zero sums). Here each step uses the plain form, the epoch's logits are kept, and
-       at the end of the epoch ``in_range`` checks that every one of them was in the range where
+       at the end of the epoch ``figures`` checks that every one of them was in the range where
        the plain form is accurate. If one was not, the fit loop restores the parameters and the
        optimizer from the start of the epoch and runs it again with the textbook shift
        (``safe = True``, kept for the rest of the run). No step ever applies an inaccurate
@@ -163,7 +163,7 @@ class SoftmaxEpochs:
         self.xp, self.n, self.k, self.bs = xp, n, k, bs
         self.take_rows = stack.backend.take_rows
         self.safe = False     # True once an epoch had logits out of range: shift from then on
-        info = np.finfo(dt)   # (see in_range; exp(lo) = tiny * 1e8)
+        info = np.finfo(dt)   # (see figures; exp(lo) = tiny * 1e8)
         self.logit_range = (math.log(float(info.max) / (k * bs)) - 4.0,
                             math.log(float(info.tiny)) + 18.4)
         F = d + 1 + k         # a column of the data: the input, a one, the one-hot target / m
@@ -176,6 +176,9 @@ class SoftmaxEpochs:
         self.data = xp.empty(n * F, dt)     # batch after batch, each (F, m) row-major
         self.logits = xp.empty(n * k, dt)   # the epoch's logits, batch after batch, each (k, m)
         self.Z = xp.empty((n, k), dt, order="F")   # the same, example by example, for the loss
+        # for ``figures``: row maxima, exp(Z - max), its row sums, ones, 0..n-1
+        self._eval = (xp.empty(n, dt), xp.empty((n, k), dt, order="F"), xp.empty(n, dt),
+                      xp.ones(k, dt), xp.arange(n))
         self.rest_scale = dt.type(bs / rest) if rest else None
         self.rest_Y = self.data[self.full * bs * F:].reshape(F, rest)[d + 1:] if rest else None
         Wb, dWb = stack.Wb, stack.dWb
@@ -269,12 +272,39 @@ class SoftmaxEpochs:
             xp.copyto(ZT[:, full * bs:], self.logits[full * k * bs:].reshape(k, n - full * bs))
         return self.Z
 
-    def in_range(self, Z: np.ndarray) -> bool:
-        """Were all of an epoch's logits where the softmax without shift is accurate?
+    def figures(self, Z: np.ndarray, labels: np.ndarray) -> tuple[bool, float, float]:
+        """``(in range, mean loss, accuracy)`` of an epoch's logits ``Z`` (n, k) for ``labels``.
 
-        The largest must leave ``m * sum(exp(z))`` finite (k terms, a margin of e^4); the
-        largest of each example must keep its ``exp`` far above the smallest normal number, or
-        the example's probabilities lose precision (and 0/0 when all its terms underflow).
-        ``False`` for NaN as well."""
+        *In range*: were all the logits where the softmax without shift is accurate? The
+        largest must leave ``m * sum(exp(z))`` finite (k terms, a margin of e^4); the largest of
+        each example must keep its ``exp`` far above the smallest normal number, or the
+        example's probabilities lose precision (and 0/0 when all its terms underflow). ``False``
+        for NaN as well. The loss is softmax cross-entropy, ``logsumexp(z) - z_y`` averaged
+        (the figure ``SoftmaxCrossEntropy.per_example`` gives), and the accuracy that of argmax;
+        both share the row maxima with the range check."""
+        xp, n = self.xp, self.n
+        row_max, E, s, ones, rows = self._eval
+        Z.max(axis=1, out=row_max)
         hi, lo = self.logit_range
-        return bool(float(Z.max()) < hi) and bool(float(Z.max(axis=1).min()) > lo)
+        ok = bool(float(row_max.max()) < hi) and bool(float(row_max.min()) > lo)
+        xp.subtract(Z, row_max[:, None], out=E)
+        xp.exp(E, out=E)
+        xp.dot(E, ones, out=s)                    # sum of exp(z - max) of each example
+        xp.log(s, out=s)
+        s += row_max                              # logsumexp(z)
+        z_y = Z[rows, labels]
+        s -= z_y                                  # the loss of each example
+        loss = float(s.sum()) / n
+        return ok, loss, argmax_hits(Z, labels, row_max, z_y) / n
+
+
+def argmax_hits(logits: np.ndarray, labels: np.ndarray, row_max: np.ndarray,
+                z_y: np.ndarray) -> int:
+    """How many rows have ``argmax(logits[i]) == labels[i]``, given the row maxima and the
+    labels' logits ``z_y``, without argmax along the rows of column-major logits (slow): the
+    label's logit is its row's maximum and no row holds its maximum twice. With a tie or a NaN
+    somewhere, argmax itself decides (the first index of the maximum, as ``predict``)."""
+    hits = int((z_y == row_max).sum())
+    if int((logits == row_max[:, None]).sum()) != logits.shape[0]:
+        hits = int((logits.argmax(axis=1) == labels).sum())
+    return hits

@@ -30,6 +30,7 @@ import numpy as np
 from .backend import backend_of
 from .callbacks import Callback
 from .errors import TrainingDiverged
+from .fastpath import argmax_hits
 from .losses import SoftmaxCrossEntropy, one_hot
 
 
@@ -83,13 +84,8 @@ def evaluate_logits(loss: Any, logits: np.ndarray, labels: np.ndarray) -> tuple[
     """Mean loss and accuracy (``argmax == label``, as ``predict``) of ``logits`` (n, k)."""
     n = logits.shape[0]   # (sums over n: ndarray.mean costs a Python-level wrapper per call)
     xp = backend_of(logits).xp
-    # argmax == label without argmax along the rows of column-major logits, which is slow: the
-    # label's logit is the row's maximum and no row holds its maximum twice (with a tie, or a
-    # NaN, argmax's rule of the first index decides, as in predict)
     row_max = logits.max(axis=1)
-    hits = int((logits[xp.arange(n), labels] == row_max).sum())
-    if int((logits == row_max[:, None]).sum()) != n:
-        hits = int((logits.argmax(axis=1) == labels).sum())
+    hits = argmax_hits(logits, labels, row_max, logits[xp.arange(n), labels])
     return float(loss.per_example(logits, labels).sum()) / n, hits / n
 
 
@@ -123,24 +119,26 @@ def restore_training_state(model: Any, optimizer: Any, schedule: Any) -> tuple[i
 FUSED = True
 
 
-def _fused_epoch(fused: Any, perm: Any, model: Any, optimizer: Any) -> Any:
+def _fused_epoch(fused: Any, perm: Any, labels: Any, model: Any,
+                 optimizer: Any) -> tuple[float, float]:
     """One epoch through ``fused`` (a :class:`~nnscratch.fastpath.SoftmaxEpochs`); returns its
-    logits. Its steps use the softmax without the max shift; if the epoch's logits show that
-    was inaccurate somewhere, the parameters and the optimizer are put back as they were at the
-    start of the epoch and the epoch runs again with the shift, as every later epoch will."""
+    mean loss and accuracy. Its steps use the softmax without the max shift; if the epoch's
+    logits show that was inaccurate somewhere, the parameters and the optimizer are put back as
+    they were at the start of the epoch and the epoch runs again with the shift, as every later
+    epoch will."""
     if fused.safe:
-        return fused.run(perm, optimizer.step_function())
+        return fused.figures(fused.run(perm, optimizer.step_function()), labels)[1:]
     params = [p.copy() for p, _ in model.parameters()]
     scalars, arrays = optimizer.state_dict()
     arrays = {name: a.copy() for name, a in arrays.items()}
-    logits = fused.run(perm, optimizer.step_function())
-    if fused.in_range(logits):
-        return logits
+    in_range, loss, accuracy = fused.figures(fused.run(perm, optimizer.step_function()), labels)
+    if in_range:
+        return loss, accuracy
     for (p, _), saved in zip(model.parameters(), params, strict=True):
         p[...] = saved
     optimizer.load_state_dict(scalars, arrays)
     fused.safe = True
-    return fused.run(perm, optimizer.step_function())
+    return fused.figures(fused.run(perm, optimizer.step_function()), labels)[1:]
 
 
 def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epochs: int,
@@ -199,7 +197,7 @@ def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epoch
                     perm = xp.asarray(rng.permutation(n))  # drawn on the host, as on every device
                     xp.take(y, perm, axis=0, out=ys)
                 if fused is not None:
-                    logits = _fused_epoch(fused, perm, model, optimizer)
+                    epoch_loss, epoch_acc = _fused_epoch(fused, perm, ys, model, optimizer)
                 else:
                     if perm is not None:
                         take_rows(XY, perm, XYs)
@@ -210,9 +208,7 @@ def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epoch
                         copyto(zb, z)             # kept for the epoch's loss and accuracy
                         backward(gradient(z, yb))  # dL/dZ, then back through the layers
                         step()                    # parameters -= lr * gradients (or Adam, ...)
-                    logits = Z
-
-                epoch_loss, epoch_acc = evaluate_logits(loss, logits, ys)
+                    epoch_loss, epoch_acc = evaluate_logits(loss, Z, ys)
                 if not np.isfinite(epoch_loss):
                     raise TrainingDiverged(
                         f"training loss became {epoch_loss} at epoch {epoch + 1}; "
