@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -176,6 +177,7 @@ class SoftmaxEpochs:
         self.data = xp.empty(n * F, dt)     # batch after batch, each (F, m) row-major
         self.logits = xp.empty(n * k, dt)   # the epoch's logits, batch after batch, each (k, m)
         self.Z = xp.empty((n, k), dt, order="F")   # the same, example by example, for the loss
+        self._Z_flat = self.Z.T.reshape(-1)        # (a view: Z[i, j] is _Z_flat[j * n + i])
         # for ``figures``: row maxima, exp(Z - max), its row sums, ones, 0..n-1
         self._eval = (xp.empty(n, dt), xp.empty((n, k), dt, order="F"), xp.empty(n, dt),
                       xp.ones(k, dt), xp.arange(n))
@@ -292,19 +294,19 @@ class SoftmaxEpochs:
         xp.dot(E, ones, out=s)                    # sum of exp(z - max) of each example
         xp.log(s, out=s)
         s += row_max                              # logsumexp(z)
-        z_y = Z[rows, labels]
+        z_y = self._Z_flat.take(labels * n + rows)   # Z[rows, labels], faster on this layout
         s -= z_y                                  # the loss of each example
         loss = float(s.sum()) / n
-        return ok, loss, argmax_hits(Z, labels, row_max, z_y) / n
+        return ok, loss, argmax_hits(Z, labels, row_max, z_y, xp) / n
 
 
 def argmax_hits(logits: np.ndarray, labels: np.ndarray, row_max: np.ndarray,
-                z_y: np.ndarray) -> int:
+                z_y: np.ndarray, xp: Any) -> int:
     """How many rows have ``argmax(logits[i]) == labels[i]``, given the row maxima and the
     labels' logits ``z_y``, without argmax along the rows of column-major logits (slow): the
     label's logit is its row's maximum and no row holds its maximum twice. With a tie or a NaN
     somewhere, argmax itself decides (the first index of the maximum, as ``predict``)."""
-    hits = int((z_y == row_max).sum())
-    if int((logits == row_max[:, None]).sum()) != logits.shape[0]:
-        hits = int((logits.argmax(axis=1) == labels).sum())
+    hits = int(xp.count_nonzero(z_y == row_max))       # (count_nonzero: faster than a sum)
+    if int(xp.count_nonzero(logits == row_max[:, None])) != logits.shape[0]:
+        hits = int(xp.count_nonzero(logits.argmax(axis=1) == labels))
     return hits

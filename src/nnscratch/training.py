@@ -85,7 +85,7 @@ def evaluate_logits(loss: Any, logits: np.ndarray, labels: np.ndarray) -> tuple[
     n = logits.shape[0]   # (sums over n: ndarray.mean costs a Python-level wrapper per call)
     xp = backend_of(logits).xp
     row_max = logits.max(axis=1)
-    hits = argmax_hits(logits, labels, row_max, logits[xp.arange(n), labels])
+    hits = argmax_hits(logits, labels, row_max, logits[xp.arange(n), labels], xp)
     return float(loss.per_example(logits, labels).sum()) / n, hits / n
 
 
@@ -157,6 +157,7 @@ def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epoch
     xp = getattr(model, "xp", np)  # the model's array module: X and y are already on its device
     Y = one_hot(y, n_classes, X.dtype)
     ys = xp.empty_like(y) if shuffle else y     # the labels in the order of the epoch
+    take_rows = backend_of(X).take_rows
     optimizer.bind(model.parameters())
     # whole epochs in one fused loop when the model and the loss allow it (see fastpath.py)
     fused = (model.softmax_epochs(X, Y, batch_size)
@@ -179,7 +180,6 @@ def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epoch
                                  (lambda g: model.backward(g, False)))
         step, gradient = optimizer.step, loss.gradient
         copyto = xp.copyto
-        take_rows = backend_of(X).take_rows
     history = History() if history is None else history
     if schedule is not None and initial_epoch == 0:
         optimizer.lr = schedule.start(optimizer.lr)
@@ -195,7 +195,7 @@ def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epoch
                 perm = None
                 if shuffle:
                     perm = xp.asarray(rng.permutation(n))  # drawn on the host, as on every device
-                    xp.take(y, perm, axis=0, out=ys)
+                    take_rows(y, perm, ys)
                 if fused is not None:
                     epoch_loss, epoch_acc = _fused_epoch(fused, perm, ys, model, optimizer)
                 else:
