@@ -214,3 +214,13 @@ def test_epoch_accuracy_is_argmax_accuracy(case):
     assert acc == pytest.approx(expected, abs=1e-12)
     if case == "all-equal":
         assert acc == pytest.approx(float((labels == 0).mean()))
+
+
+def test_wide_inputs_keep_the_step_by_step_loop():
+    """Above FUSED_MAX_INPUTS features (MNIST's 784) the fused epochs were measured slower."""
+    X, y = _data(20, fastpath.FUSED_MAX_INPUTS + 1, 3, dtype=np.float32)
+    wide = _net([X.shape[1], 4, 3], "float32")
+    assert wide._fast is not None
+    assert wide.softmax_epochs(X, np.eye(3, dtype=np.float32)[y], 8) is None
+    narrow = _net([fastpath.FUSED_MAX_INPUTS, 4, 3], "float32")
+    assert narrow.softmax_epochs(X[:, 1:], np.eye(3, dtype=np.float32)[y], 8) is not None

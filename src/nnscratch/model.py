@@ -12,7 +12,7 @@ from .backend import Backend, get_backend, resolve_dtype
 from .callbacks import Callback, ProgressBar
 from .config import build_layer, layer_spec
 from .errors import InputError, ModelFileError
-from .fastpath import DenseReLUStack, SoftmaxEpochs, applies
+from .fastpath import FUSED_MAX_INPUTS, DenseReLUStack, SoftmaxEpochs, applies
 from .io import read_model_file, write_model_file
 from .layers.base import Layer
 from .losses import SoftmaxCrossEntropy, softmax
@@ -227,7 +227,7 @@ class Sequential:
     def softmax_epochs(self, X: np.ndarray, Y: np.ndarray, batch_size: int) -> SoftmaxEpochs | None:
         """Fused training epochs under softmax cross-entropy (see :class:`SoftmaxEpochs`) for
         checked inputs ``X`` and one-hot targets ``Y``; ``None`` when the model has none."""
-        if self._fast is not None:
+        if self._fast is not None and self._fast.sizes[0][0] <= FUSED_MAX_INPUTS:
             return SoftmaxEpochs(self._fast, X, Y, batch_size)
         return None
 
