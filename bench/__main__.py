@@ -94,6 +94,7 @@ def summarize(results: Path) -> None:
     ax.set_xscale("log")
     ax.axvline(1.0, color="grey", lw=0.8)
     ax.set_xlabel("speed-up of nnscratch over the peer (x, log scale; > 1: nnscratch faster)")
+    ax.set_xlim(right=max(max(r[1] for r in rows), max(r[2] for r in rows)) * 3)  # legend room
     ax.legend(loc="lower right")
     fig.savefig(results / "summary.png", dpi=110)
     print(f"wrote {results / 'summary.png'}")
