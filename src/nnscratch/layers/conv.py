@@ -156,6 +156,7 @@ class Conv2D(Layer):
                 "col": xp.empty((c, kh, kw, ho, wo, n), dtype),
                 "Yt": xp.empty((o, L), dtype),
                 "YtT": xp.empty((o, n, ho * wo), dtype)}   # Yt with (Ho*Wo, N) swapped: see forward
+        bufs["win"] = self._windows(bufs["xpad"], lead=1)  # a view of xpad, made once
         if training:
             bufs.update(Y=xp.empty((n, o, ho, wo), dtype), dYt=xp.empty((o, ho, wo, n), dtype),
                         dWT=xp.empty((K, o), dtype), ones=xp.ones(L, dtype), dcol=xp.empty((K, L), dtype),
@@ -184,16 +185,14 @@ class Conv2D(Layer):
             ws = self._workspace.get(("predict", x.shape)) or self._buffers(x.shape, W.dtype, False)
             Y = None
         n, c, h, w = x.shape
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        ph, pw = self.padding
         xpad, col, Yt, YtT = ws["xpad"], ws["col"], ws["Yt"], ws["YtT"]
         o, ho, wo = self.out_channels, col.shape[3], col.shape[4]
         if Y is None:
             Y = xp.empty((n, o, ho, wo), W.dtype)
         # xpad[c, ph + h, pw + w, n] = X[n, c, h, w]  (the zero border stays from _buffers)
         xp.copyto(xpad[:, ph:ph + h, pw:pw + w], x.transpose(1, 2, 3, 0))
-        windows = self.backend.sliding_window_view(xpad, (kh, kw), axis=(1, 2))
-        win = windows[:, ::sh, ::sw]                                     # (C, Ho, Wo, N, kH, kW) view
-        xp.copyto(col, win.transpose(0, 4, 5, 1, 2, 3))                 # col (C, kH, kW, Ho, Wo, N)
+        xp.copyto(col, ws["win"])                                        # col (C, kH, kW, Ho, Wo, N)
         W2 = W.reshape(o, -1)
         xp.dot(W2, col.reshape(-1, Yt.shape[1]), out=Yt)                 # Yt = W2 @ col
         # Y = Yt.reshape(O, Ho, Wo, N).transpose(3, 0, 1, 2) + b[:, None, None], in two steps:
@@ -234,6 +233,20 @@ class Conv2D(Layer):
         xp.copyto(dX, ws["dXt"].transpose(1, 0, 2, 3))
         return dX
 
+    def _windows(self, xpad: np.ndarray, lead: int) -> np.ndarray:
+        """The view ``win`` of ``xpad`` that im2col copies: ``win[..., u, v, i, j, ...] =
+        xpad[..., sh*i + u, sw*j + v, ...]``, the spatial axes after ``lead`` leading axes (C for
+        the batch-last layout, whose batch axis N comes last; N and C for batch-first). Made once
+        per buffer: building a window view costs tens of microseconds of Python."""
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        windows = self.backend.sliding_window_view(xpad, (kh, kw), axis=(lead, lead + 1))
+        keep = (slice(None),) * lead
+        win = windows[(*keep, slice(None, None, sh), slice(None, None, sw))]
+        # (..., Ho, Wo, [N,] kH, kW) -> (..., kH, kW, Ho, Wo, [N])
+        nd = win.ndim
+        spatial, rest = (lead, lead + 1), tuple(range(lead + 2, nd - 2))
+        return win.transpose(*range(lead), nd - 2, nd - 1, *spatial, *rest)
+
     def _col2im(self, dcol: np.ndarray, dxp: np.ndarray, lead: int) -> None:
         """``dxp`` = the sum, over kernel offsets (u, v), of ``dcol[..., u, v, i, j, ...]`` added at
         ``dxp[..., sh*i + u, sw*j + v, ...]``; the spatial axes follow ``lead`` leading axes (C for
@@ -252,7 +265,7 @@ class Conv2D(Layer):
     def _forward_batch_first(self, x: np.ndarray, training: bool) -> np.ndarray:
         xp = self.xp
         n, c, h, w = x.shape
-        (kh, kw), (sh, sw), (ph, pw), o = self.kernel_size, self.stride, self.padding, self.out_channels
+        (kh, kw), (ph, pw), o = self.kernel_size, self.padding, self.out_channels
         W = self.params["W"]
         key = ("batch_first", training, x.shape)
         ws = self._workspace.get(key)
@@ -264,12 +277,11 @@ class Conv2D(Layer):
             ws = self._workspace[key] = {
                 "xpad": xp.zeros((n, c, h + 2 * ph, w + 2 * pw), W.dtype),   # zero border kept
                 "col": xp.empty((n, c, kh, kw, ho, wo), W.dtype)}
+            ws["win"] = self._windows(ws["xpad"], lead=2)                    # a view, made once
         xpad, col = ws["xpad"], ws["col"]
         ho, wo = col.shape[4:]
         xp.copyto(xpad[:, :, ph:ph + h, pw:pw + w], x)                            # Xpad
-        windows = self.backend.sliding_window_view(xpad, (kh, kw), axis=(2, 3))
-        win = windows[:, :, ::sh, ::sw]                                         # (N, C, Ho, Wo, kH, kW)
-        xp.copyto(col, win.transpose(0, 1, 4, 5, 2, 3))                         # col (N, C, kH, kW, Ho, Wo)
+        xp.copyto(col, ws["win"])                                               # col (N, C, kH, kW, Ho, Wo)
         Y = ws.get("Y") if training else None
         if Y is None:
             Y = xp.empty((n, o, ho, wo), W.dtype)
