@@ -158,8 +158,8 @@ class SoftmaxEpochs:
         [[dW2],[db2]] = [A,1].T @ G.T       dA.T = W2 @ G              dZ1.T = dA.T * sign(A.T)
         [[dW1],[db1]] = [X,1].T @ dZ1.T     parameters -= lr * gradients  (the optimizer's step)
 
-    The tests check that a fit through this class gives the same weights as the layer-by-layer
-    path, in range and out of it.
+    The tests (``tests/test_fused.py``) check that a fit through this class gives the same
+    weights and history as the step-by-step loop, with logits in range and out of it.
     """
 
     def __init__(self, stack: DenseReLUStack, X: np.ndarray, Y: np.ndarray,
