@@ -18,17 +18,17 @@ import numpy as np
 
 
 def numerical_gradient(f: Callable[[], float], a: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    """Central-difference gradient of ``f()`` with respect to ``a`` (perturbed in place)."""
-    grad = np.zeros_like(a, dtype=np.float64)
-    flat, gflat = a.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + eps
+    """Central-difference gradient of ``f()`` with respect to ``a`` (perturbed in place, entry
+    by entry; ``a`` may be any view, e.g. a transposed one)."""
+    grad = np.zeros(a.shape, dtype=np.float64)
+    for i in np.ndindex(*a.shape):
+        old = a[i]
+        a[i] = old + eps
         f_plus = f()
-        flat[i] = old - eps
+        a[i] = old - eps
         f_minus = f()
-        flat[i] = old
-        gflat[i] = (f_plus - f_minus) / (2 * eps)
+        a[i] = old
+        grad[i] = (f_plus - f_minus) / (2 * eps)
     return grad
 
 

@@ -10,7 +10,7 @@ from ..backend import resolve_dtype
 from ..errors import InputError
 from ..init import get_initializer
 from ..validation import check_positive_int, check_seed
-from .base import Layer
+from .base import Layer, batch_last
 
 Pair = tuple[int, int]
 
@@ -158,7 +158,7 @@ class Conv2D(Layer):
                 "YtT": xp.empty((o, n, ho * wo), dtype)}   # Yt with (Ho*Wo, N) swapped: see forward
         bufs["win"] = self._windows(bufs["xpad"], lead=1)  # a view of xpad, made once
         if training:
-            bufs.update(Y=xp.empty((n, o, ho, wo), dtype), dYt=xp.empty((o, ho, wo, n), dtype),
+            bufs.update(dYt=xp.empty((o, ho, wo, n), dtype),
                         dWT=xp.empty((K, o), dtype), ones=xp.ones(L, dtype), dcol=xp.empty((K, L), dtype),
                         dxp=xp.empty_like(bufs["xpad"]), dXt=xp.empty((c, n, h, w), dtype),
                         dX=xp.empty(shape, dtype))
@@ -180,29 +180,30 @@ class Conv2D(Layer):
         W = self.params["W"]
         if training:
             ws = self._workspace.get(x.shape) or self._buffers(x.shape, W.dtype, True)
-            Y = ws["Y"]
         else:
             ws = self._workspace.get(("predict", x.shape)) or self._buffers(x.shape, W.dtype, False)
-            Y = None
         n, c, h, w = x.shape
         ph, pw = self.padding
         xpad, col, Yt, YtT = ws["xpad"], ws["col"], ws["Yt"], ws["YtT"]
         o, ho, wo = self.out_channels, col.shape[3], col.shape[4]
-        if Y is None:
-            Y = xp.empty((n, o, ho, wo), W.dtype)
-        # xpad[c, ph + h, pw + w, n] = X[n, c, h, w]  (the zero border stays from _buffers)
+        # xpad[c, ph + h, pw + w, n] = X[n, c, h, w]  (the zero border stays from _buffers; a
+        # contiguous copy when X is itself batch-last)
         xp.copyto(xpad[:, ph:ph + h, pw:pw + w], x.transpose(1, 2, 3, 0))
         xp.copyto(col, ws["win"])                                        # col (C, kH, kW, Ho, Wo, N)
         W2 = W.reshape(o, -1)
         xp.dot(W2, col.reshape(-1, Yt.shape[1]), out=Yt)                 # Yt = W2 @ col
-        # Y = Yt.reshape(O, Ho, Wo, N).transpose(3, 0, 1, 2) + b[:, None, None], in two steps:
-        # (Ho*Wo, N) -> (N, Ho*Wo) within each output channel, then (O, N) -> (N, O) over contiguous
-        # Ho*Wo blocks, adding b on the way; NumPy's one-step copy gathers with a stride of N
-        # elements and is 1.5-3x slower
-        xp.copyto(YtT, Yt.reshape(o, ho * wo, n).transpose(0, 2, 1))
-        xp.add(YtT.transpose(1, 0, 2), self.params["b"][:, None], out=Y.reshape(n, o, ho * wo))
         if training:
             self._ws = ws  # backward needs col (for dW) and the workspace
+            # Y = Yt.reshape(O, Ho, Wo, N).transpose(3, 0, 1, 2) + b[:, None, None] as a view:
+            # (N, O, Ho, Wo) in batch-last memory (see layers.base), no copy
+            Yt += self.params["b"][:, None]
+            return Yt.reshape(o, ho, wo, n).transpose(3, 0, 1, 2)
+        # prediction returns a fresh row-major Y, made in two steps: (Ho*Wo, N) -> (N, Ho*Wo)
+        # within each output channel, then (O, N) -> (N, O) over contiguous Ho*Wo blocks, adding
+        # b on the way; NumPy's one-step copy gathers with a stride of N elements, 1.5-3x slower
+        Y = xp.empty((n, o, ho, wo), W.dtype)
+        xp.copyto(YtT, Yt.reshape(o, ho * wo, n).transpose(0, 2, 1))
+        xp.add(YtT.transpose(1, 0, 2), self.params["b"][:, None], out=Y.reshape(n, o, ho * wo))
         return Y
 
     def backward(self, grad_y: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
@@ -213,8 +214,11 @@ class Conv2D(Layer):
         col, dWT = ws["col"], ws["dWT"]
         (o, ho, wo, n), K = ws["dYt"].shape, dWT.shape[0]
         L = ho * wo * n
-        xp.copyto(ws["dYt"], grad_y.transpose(1, 2, 3, 0))
-        dYt = ws["dYt"].reshape(o, L)                                      # dY.transpose(1, 2, 3, 0)
+        dYt = grad_y.transpose(1, 2, 3, 0)                                 # (O, Ho, Wo, N)
+        if not batch_last(grad_y):          # (a batch-last gradient is used as it is)
+            xp.copyto(ws["dYt"], dYt)
+            dYt = ws["dYt"]
+        dYt = dYt.reshape(o, L)
         # dW = dYt @ col.T, computed as (col @ dYt.T).T: OpenBLAS runs this orientation of the
         # same product (a long inner dimension L) 20-40% faster here
         xp.dot(col.reshape(K, L), dYt.T, out=dWT)

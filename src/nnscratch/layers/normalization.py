@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..validation import check_positive_float, check_positive_int
-from .base import Layer
+from .base import Layer, batch_last
 
 
 class BatchNorm(Layer):
@@ -107,26 +107,49 @@ class BatchNorm(Layer):
     #   no temporary array;
     # - Xhat is never stored: with Xc = X - mu, Xhat = Xc * inv_std, and
     #   Y = gamma * Xhat + beta = a * Xc + beta with a = gamma * inv_std.
+    # - a batch-last input (a (N, C, H, W) view of (C, H, W, N) memory, as a batch-last Conv2D
+    #   returns; see layers.base) is worked on as (C, H*W*N): each channel one contiguous row,
+    #   and the outputs keep that memory order. Any other input is worked on as (N, C, H*W).
+    #   Per-channel arrays broadcast as [:, None] against either.
     def _channel_sum(self, a: np.ndarray, ws: dict[str, np.ndarray]) -> np.ndarray:
-        """``a.sum(axis=(0, 2, 3))`` for ``a`` viewed as (N, C, H*W)."""
+        """``a.sum(axis=(0, 2, 3))`` for ``a`` viewed as (N, C, H*W) or (C, H*W*N)."""
+        if a.ndim == 2:
+            return a @ ws["ones"]
         nb, c, hw = a.shape
         return (a.reshape(nb * c, hw) @ ws["ones"]).reshape(nb, c).sum(axis=0)
 
     def _channel_dot(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """``(a * b).sum(axis=(0, 2, 3))`` for (N, C, H*W) arrays, without a temporary."""
+        """``(a * b).sum(axis=(0, 2, 3))`` for (N, C, H*W) or (C, H*W*N) arrays, without a
+        temporary."""
+        if a.ndim == 2:
+            return self.xp.einsum("ij,ij->i", a, b)
         nb, c, hw = a.shape
         return self.xp.einsum("ij,ij->i", a.reshape(nb * c, hw), b.reshape(nb * c, hw)).reshape(
             nb, c).sum(axis=0)
 
+    @staticmethod
+    def _rows(x: np.ndarray, last: bool) -> np.ndarray:
+        """The working view of (N, C, H, W) ``x``: (C, H*W*N) if batch-last, else (N, C, H*W)
+        (a copy where ``x`` is in neither order)."""
+        nb, c, h, w = x.shape
+        return x.transpose(1, 2, 3, 0).reshape(c, -1) if last else x.reshape(nb, c, h * w)
+
+    @staticmethod
+    def _images(a: np.ndarray, shape: tuple[int, ...], last: bool) -> np.ndarray:
+        """A working array back as (N, C, H, W), a view in its own memory order."""
+        nb, c, h, w = shape
+        return a.reshape(c, h, w, nb).transpose(3, 0, 1, 2) if last else a.reshape(shape)
+
     def _forward_images(self, x: np.ndarray, n: int) -> np.ndarray:
         nb, c, h, w = x.shape
-        xp = self.xp
-        ws = self._workspace.get(x.shape)
+        xp, last = self.xp, batch_last(x)
+        ws = self._workspace.get((x.shape, last))
         if ws is None:
-            ws = self._workspace[x.shape] = {
-                **{k: xp.empty((nb, c, h * w), x.dtype) for k in ("xc", "y", "tmp", "dx")},
-                "ones": xp.ones(h * w, x.dtype)}
-        x3, xc, y = x.reshape(nb, c, h * w), ws["xc"], ws["y"]
+            rows = (c, h * w * nb) if last else (nb, c, h * w)
+            ws = self._workspace[x.shape, last] = {
+                **{k: xp.empty(rows, x.dtype) for k in ("xc", "y", "tmp", "dx")},
+                "ones": xp.ones(rows[-1], x.dtype), "last": last}
+        x3, xc, y = self._rows(x, last), ws["xc"], ws["y"]
         mu = self._channel_sum(x3, ws) / n
         xp.subtract(x3, mu[:, None], out=xc)                   # Xc = X - mu
         var = self._channel_dot(xc, xc) / n                    # mean of Xc**2
@@ -135,7 +158,7 @@ class BatchNorm(Layer):
         y += self.params["beta"][:, None]                      # Y = gamma * Xc * inv_std + beta
         self._update_running(mu, var, n)
         self._ws, self._n, self._inv_std = ws, n, inv_std
-        return y.reshape(x.shape)
+        return self._images(y, x.shape, last)
 
     def _backward_images(self, grad_y: np.ndarray, input_grad: bool) -> np.ndarray | None:
         # dbeta = sum(dY), dgamma = sum(dY * Xhat) = inv_std * sum(dY * Xc), and with
@@ -143,8 +166,8 @@ class BatchNorm(Layer):
         #   dX = a * (dY - dbeta / n - Xhat * dgamma / n),  a = gamma * inv_std
         #      = a * dY + k * Xc + c,   k = -a * inv_std * dgamma / n,  c = -a * dbeta / n
         ws, n, inv_std = self._ws, self._n, self._inv_std
-        xc, tmp, dx = ws["xc"], ws["tmp"], ws["dx"]
-        g3 = grad_y.reshape(xc.shape)
+        xc, tmp, dx, last = ws["xc"], ws["tmp"], ws["dx"], ws["last"]
+        g3 = self._rows(grad_y, last)
         dbeta = self._channel_sum(g3, ws)
         dgamma = self._channel_dot(g3, xc) * inv_std
         self.grads["beta"][...] = dbeta
@@ -156,7 +179,7 @@ class BatchNorm(Layer):
         self.xp.multiply(xc, (-a * inv_std * dgamma / n)[:, None], out=tmp)
         dx += tmp
         dx += (-a * dbeta / n)[:, None]
-        return dx.reshape(grad_y.shape)
+        return self._images(dx, grad_y.shape, last)
 
     def backward(self, grad_y: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         if grad_y.ndim == 4:

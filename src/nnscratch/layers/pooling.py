@@ -8,7 +8,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..validation import check_positive_int
-from .base import Layer
+from .base import Layer, batch_last, empty_images
 
 
 def _pooled_hw(x: np.ndarray, k: int, s: int) -> tuple[int, int]:
@@ -82,8 +82,9 @@ class MaxPool2D(_Pool2D):
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         k = self.kernel_size
         ho, wo = _pooled_hw(x, k, self.stride)
-        if training:  # training writes into buffers kept per input shape (see Layer)
-            ws = self._workspace.get(x.shape) or self._make_workspace(x, ho, wo)
+        if training:  # training writes into buffers kept per input shape and layout (see Layer)
+            ws = (self._workspace.get((x.shape, batch_last(x)))
+                  or self._make_workspace(x, ho, wo))
             y = ws["y"]
             self.xp.copyto(y, self._offset(x, 0, 0, ho, wo))
         else:
@@ -97,11 +98,16 @@ class MaxPool2D(_Pool2D):
         return y
 
     def _make_workspace(self, x: np.ndarray, ho: int, wo: int) -> dict[str, np.ndarray]:
+        # buffers in the memory order of x (batch-last after a batch-last Conv2D: each offset's
+        # values are then runs of N contiguous numbers, not every other number of a row)
         n, c = x.shape[:2]
-        xp = self.xp
-        ws = self._workspace[x.shape] = {
-            "y": xp.empty((n, c, ho, wo), x.dtype), "dx": xp.zeros(x.shape, x.dtype),
-            "free": xp.empty((n, c, ho, wo), bool), "hit": xp.empty((n, c, ho, wo), bool)}
+        xp, last = self.xp, batch_last(x)
+        ws = self._workspace[x.shape, last] = {
+            "y": empty_images(xp, (n, c, ho, wo), x.dtype, last),
+            "dx": empty_images(xp, x.shape, x.dtype, last),
+            "free": empty_images(xp, (n, c, ho, wo), bool, last),
+            "hit": empty_images(xp, (n, c, ho, wo), bool, last)}
+        ws["dx"].fill(0)
         return ws
 
     def backward(self, grad_y: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
