@@ -54,9 +54,13 @@ class Conv2D(Layer):
         Yt = W2 @ col                                            (O, L)
         Y = Yt.reshape(O, Ho, Wo, N).transpose(3, 0, 1, 2) + b[:, None, None]     (N, O, Ho, Wo)
 
+    In training ``Y`` is returned as exactly that view, batch-last in memory (see
+    :mod:`nnscratch.layers.base`), with ``b`` added to ``Yt`` in place; prediction returns a
+    row-major copy.
+
     Backward, given ``dY = dL/dY`` of shape (N, O, Ho, Wo)::
 
-        dYt = dY.transpose(1, 2, 3, 0).reshape(O, L)
+        dYt = dY.transpose(1, 2, 3, 0).reshape(O, L)            (no copy if dY is batch-last)
         dW = (dYt @ col.T).reshape(O, C, kH, kW)
         db = dYt @ ones(L)                                       (= dY.sum(axis=(0, 2, 3)))
         dcol = W2.T @ dYt                                        (K, L), viewed as (C, kH, kW, Ho, Wo, N)
