@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from .layers import Dense, Layer, ReLU
+from .losses import cross_entropy_terms
 
 
 def applies(layers: Sequence[Layer]) -> bool:
@@ -185,9 +186,7 @@ class SoftmaxEpochs:
         self.logits = xp.empty(n * k, dt)   # the epoch's logits, batch after batch, each (k, m)
         self.Z = xp.empty((n, k), dt, order="F")   # the same, example by example, for the loss
         self._Z_flat = self.Z.T.reshape(-1)        # (a view: Z[i, j] is _Z_flat[j * n + i])
-        # for ``figures``: row maxima, exp(Z - max), its row sums, ones, 0..n-1
-        self._eval = (xp.empty(n, dt), xp.empty((n, k), dt, order="F"), xp.empty(n, dt),
-                      xp.ones(k, dt), xp.arange(n))
+        self._eval = (xp.empty(n, dt), xp.arange(n))   # for ``figures``: row maxima, 0..n-1
         self.rest_scale = dt.type(bs / rest) if rest else None
         self.rest_Y = self.data[self.full * bs * F:].reshape(F, rest)[d + 1:] if rest else None
         Wb, dWb = stack.Wb, stack.dWb
@@ -289,21 +288,15 @@ class SoftmaxEpochs:
         each example must keep its ``exp`` far above the smallest normal number, or the
         example's probabilities lose precision (and 0/0 when all its terms underflow). ``False``
         for NaN as well. The loss is softmax cross-entropy, ``logsumexp(z) - z_y`` averaged
-        (the figure ``SoftmaxCrossEntropy.per_example`` gives), and the accuracy that of argmax;
-        both share the row maxima with the range check."""
+        (``losses.cross_entropy_terms``, as ``SoftmaxCrossEntropy.per_example``), and the
+        accuracy that of argmax; all three share the row maxima."""
         xp, n = self.xp, self.n
-        row_max, E, s, ones, rows = self._eval
+        row_max, rows = self._eval
         Z.max(axis=1, out=row_max)
         hi, lo = self.logit_range
         ok = bool(float(row_max.max()) < hi) and bool(float(row_max.min()) > lo)
-        xp.subtract(Z, row_max[:, None], out=E)
-        xp.exp(E, out=E)
-        xp.dot(E, ones, out=s)                    # sum of exp(z - max) of each example
-        xp.log(s, out=s)
-        s += row_max                              # logsumexp(z)
         z_y = self._Z_flat.take(labels * n + rows)   # Z[rows, labels], faster on this layout
-        s -= z_y                                  # the loss of each example
-        loss = float(s.sum()) / n
+        loss = float(cross_entropy_terms(Z, row_max, z_y).sum()) / n
         return ok, loss, argmax_hits(Z, labels, row_max, z_y, xp) / n
 
 

@@ -45,6 +45,14 @@ def _targets(target: np.ndarray, k: int, dtype: np.dtype) -> np.ndarray:
     return target.astype(dtype, copy=False) if target.ndim == 2 else one_hot(target, k, dtype)
 
 
+def cross_entropy_terms(logits: np.ndarray, row_max: np.ndarray, z_y: np.ndarray) -> np.ndarray:
+    """Softmax cross-entropy of each example (m,), ``logsumexp(Z_i) - Z_i,y_i``, given the row
+    maxima of ``logits`` (m, k) and the labels' logits ``z_y``: the shift by the row maximum
+    keeps ``exp`` from overflowing."""
+    xp = backend_of(logits).xp
+    return xp.log(xp.exp(logits - row_max[:, None]).sum(axis=1)) + row_max - z_y
+
+
 class SoftmaxCrossEntropy:
     r"""Softmax followed by cross-entropy, fused and computed from the logits.
 
@@ -82,9 +90,8 @@ class SoftmaxCrossEntropy:
         Fast on column-major (Fortran-order) logits, which the fit loop uses for the epoch.
         """
         xp = backend_of(logits).xp
-        row_max = logits.max(axis=1)
-        z_y = logits[xp.arange(logits.shape[0]), labels]
-        return xp.log(xp.exp(logits - row_max[:, None]).sum(axis=1)) + row_max - z_y
+        return cross_entropy_terms(logits, logits.max(axis=1),
+                                   logits[xp.arange(logits.shape[0]), labels])
 
     def gradient(self, logits: np.ndarray, Y: np.ndarray) -> np.ndarray:
         """dL/dZ = (softmax(Z) - Y) / m without computing the loss: the training hot path.

@@ -158,8 +158,7 @@ class Conv2D(Layer):
         K, L = c * kh * kw, ho * wo * n
         bufs = {"xpad": xp.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype),
                 "col": xp.empty((c, kh, kw, ho, wo, n), dtype),
-                "Yt": xp.empty((o, L), dtype),
-                "YtT": xp.empty((o, n, ho * wo), dtype)}   # Yt with (Ho*Wo, N) swapped: see forward
+                "Yt": xp.empty((o, L), dtype)}
         bufs["win"] = self._windows(bufs["xpad"], lead=1)  # a view of xpad, made once
         if training:
             bufs.update(dYt=xp.empty((o, ho, wo, n), dtype),
@@ -168,6 +167,7 @@ class Conv2D(Layer):
                         dX=xp.empty(shape, dtype))
             self._workspace[shape] = bufs
         else:
+            bufs["YtT"] = xp.empty((o, n, ho * wo), dtype)  # Yt with (Ho*Wo, N) swapped: forward
             for key in [k for k in self._workspace if k[0] == "predict"]:
                 del self._workspace[key]
             self._workspace["predict", shape] = bufs
@@ -188,7 +188,7 @@ class Conv2D(Layer):
             ws = self._workspace.get(("predict", x.shape)) or self._buffers(x.shape, W.dtype, False)
         n, c, h, w = x.shape
         ph, pw = self.padding
-        xpad, col, Yt, YtT = ws["xpad"], ws["col"], ws["Yt"], ws["YtT"]
+        xpad, col, Yt = ws["xpad"], ws["col"], ws["Yt"]
         o, ho, wo = self.out_channels, col.shape[3], col.shape[4]
         # xpad[c, ph + h, pw + w, n] = X[n, c, h, w]  (the zero border stays from _buffers; a
         # contiguous copy when X is itself batch-last)
@@ -205,7 +205,7 @@ class Conv2D(Layer):
         # prediction returns a fresh row-major Y, made in two steps: (Ho*Wo, N) -> (N, Ho*Wo)
         # within each output channel, then (O, N) -> (N, O) over contiguous Ho*Wo blocks, adding
         # b on the way; NumPy's one-step copy gathers with a stride of N elements, 1.5-3x slower
-        Y = xp.empty((n, o, ho, wo), W.dtype)
+        Y, YtT = xp.empty((n, o, ho, wo), W.dtype), ws["YtT"]
         xp.copyto(YtT, Yt.reshape(o, ho * wo, n).transpose(0, 2, 1))
         xp.add(YtT.transpose(1, 0, 2), self.params["b"][:, None], out=Y.reshape(n, o, ho * wo))
         return Y
