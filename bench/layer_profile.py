@@ -1,7 +1,7 @@
 """Where an epoch of a shipped conv net goes: seconds per epoch spent in each layer's forward and
 backward, the loss gradient, the optimizer step and the augmentation.
 
-Every layer's ``forward``/``backward`` (and the loss, optimizer and augmentation) is wrapped with a
+Every layer's (or conv block's) ``forward``/``backward`` (and the loss, optimizer and augmentation) is wrapped with a
 timer for the run, so the figures include the timers' own small cost; "other" is the rest of the
 fit loop (shuffling, the epoch's loss and accuracy). Not a comparison with a peer, and not part
 of ``python -m bench``: a tool for deciding what to make faster.
@@ -52,9 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     model = build_model(cfg, split.info, device=args.device)
     X = apply_preprocessing(split.X_train, model.preprocessing, np.float32)
     totals: dict[object, float] = defaultdict(float)
-    for i, layer in enumerate(model.layers):
-        layer.forward = _timed(layer.forward, (i, "forward"), totals)
-        layer.backward = _timed(layer.backward, (i, "backward"), totals)
+    # the stages training runs: the layers, with conv blocks (nnscratch.convblock) in their place
+    stages = model._plans[True][0]
+    for i, stage in enumerate(stages):
+        stage.forward = _timed(stage.forward, (i, "forward"), totals)
+        stage.backward = _timed(stage.backward, (i, "backward"), totals)
     optimizer, loss = build_optimizer(cfg), SoftmaxCrossEntropy()
     optimizer.step = _timed(optimizer.step, "optimizer step", totals)
     loss.gradient = _timed(loss.gradient, "loss gradient", totals)
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     epoch = (time.perf_counter() - t0) / args.epochs
     print(f"{args.data} ({CONFIGS[args.data].name}), {args.epochs} epochs on {model.device}: "
           f"{epoch:.3f} s per epoch")
-    rows = [(f"({k[0]}) {model.layers[k[0]]!r} {k[1]}" if isinstance(k, tuple) else str(k),
+    rows = [(f"({k[0]}) {stages[k[0]]!r}"[:56] + f" {k[1]}" if isinstance(k, tuple) else str(k),
              v / args.epochs) for k, v in totals.items()]
     rows.append(("other (shuffling, epoch loss and accuracy, loop)",
                  epoch - sum(v for _, v in rows)))

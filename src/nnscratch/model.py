@@ -10,7 +10,9 @@ import numpy as np
 
 from .backend import Backend, get_backend, resolve_dtype
 from .callbacks import Callback, ProgressBar
+from . import convblock
 from .config import build_layer, layer_spec
+from .convblock import ConvBlock, find_blocks
 from .errors import InputError, ModelFileError
 from .fastpath import FUSED_MAX_INPUTS, DenseReLUStack, SoftmaxEpochs, applies
 from .io import read_model_file, write_model_file
@@ -86,15 +88,20 @@ class Sequential:
                              f"shape {self.output_shapes[-1]} (add Flatten and Dense?)")
         self.n_outputs = self.output_shapes[-1][0]
         self._image_input = len(self.input_shape) > 1
-        trainable = [i for i, layer in enumerate(layers) if layer.params]
-        if not trainable:
+        if not any(layer.params for layer in layers):
             raise ValueError("Sequential needs at least one layer with parameters (e.g. Dense)")
-        self._first_trainable = trainable[0]
         for layer in layers:
             layer.use_backend(self.backend)
             layer.reset_parameters(self.rng, self.dtype)
             layer._owner = self  # type: ignore[attr-defined]
         self._flatten()
+        # training fast path of Conv2D -> BatchNorm -> [MaxPool2D] -> ReLU blocks (convblock.py)
+        block_stages = self._stages_with_blocks()
+        #: (stages, index of the first one with parameters) for training with and without blocks
+        self._plans = {flag: (stages, next(i for i, st in enumerate(stages)
+                                           if isinstance(st, ConvBlock) or st.params))
+                       for flag, stages in ((True, block_stages), (False, self.layers))}
+        self._stages = self._plans[False]   # what the last training forward ran
         self.history: History | None = None
         #: how raw inputs become model inputs (set by the CLI, saved in the model file)
         self.preprocessing: dict[str, Any] = {}
@@ -157,6 +164,17 @@ class Sequential:
         self._fast = (DenseReLUStack(self.layers[::2], blocks)  # type: ignore[arg-type]
                       if applies(self.layers) else None)
 
+    def _stages_with_blocks(self) -> list[Any]:
+        """The layers, with each run that forms a conv block replaced by one :class:`ConvBlock`."""
+        stages: list[Any] = []
+        i = 0
+        for start, stop in find_blocks(self.layers, self.output_shapes):
+            conv, bn, *rest = self.layers[start:stop]
+            stages += self.layers[i:start]
+            stages.append(ConvBlock(conv, bn, rest[0] if len(rest) == 2 else None, rest[-1]))
+            i = stop
+        return stages + self.layers[i:]
+
     def _check_flat(self) -> None:
         """Re-flatten if a user replaced a parameter array (``layer.params["W"] = ...``)."""
         for layer in self.layers:
@@ -189,10 +207,15 @@ class Sequential:
             x = x.astype(self.dtype)
         if self._image_input and x.ndim == 2:  # rows of C*H*W numbers -> (N, C, H, W), a view
             x = x.reshape(x.shape[0], *self.input_shape)
-        if training and self._fast is not None:
+        if not training:
+            for layer in self.layers:
+                x = layer.forward(x, False)
+            return x
+        if self._fast is not None:
             return self._fast.forward(x)
-        for layer in self.layers:
-            x = layer.forward(x, training)
+        self._stages = self._plans[convblock.ENABLED]
+        for stage in self._stages[0]:
+            x = stage.forward(x, True)
         return x
 
     def backward(self, grad_y: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
@@ -203,13 +226,13 @@ class Sequential:
         """
         if self._fast is not None:
             return self._fast.backward(grad_y, input_grad)
+        stages, first = self._stages   # the layers, or conv blocks in their place (see forward)
         if input_grad:
-            for layer in reversed(self.layers):
-                grad_y = layer.backward(grad_y, True)
+            for stage in reversed(stages):
+                grad_y = stage.backward(grad_y, True)
             return grad_y
-        first = self._first_trainable
-        for i in range(len(self.layers) - 1, first - 1, -1):
-            grad_y = self.layers[i].backward(grad_y, i > first)
+        for i in range(len(stages) - 1, first - 1, -1):
+            grad_y = stages[i].backward(grad_y, i > first)
         return None
 
     # -- training -------------------------------------------------------------------------------

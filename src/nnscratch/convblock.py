@@ -1,0 +1,286 @@
+r"""The training fast path of a conv block: ``Conv2D -> BatchNorm -> [MaxPool2D] -> ReLU``.
+
+Run layer by layer, such a block passes over its full-size feature maps about twenty times a step
+(the convolution's output, batch norm's centring, variance, scaling and shift, and their
+gradients, pooling's offsets and masks, ...). Each pass costs about as much as the arithmetic
+it does, so :class:`ConvBlock` computes the same mathematics, for training, in fewer passes:
+
+1. **Batch norm's shift and scale are applied after pooling, on 4x fewer values.** With
+   ``a = gamma / sqrt(var + eps)`` the normalised map is ``A = a * (Z - mu) + beta``, per
+   channel an increasing function of ``Z`` where ``a >= 0``. So the maximum of a window of ``A``
+   is ``a * (maximum of the window of Z - mu) + beta``, at the same place. Channels with
+   ``gamma < 0`` (a decreasing map) have their filters negated first: with ``s = sign(gamma)``
+   (+1 where ``gamma = 0``) the block convolves with ``s * W``, so that
+   ``A = |a| * Xc + beta`` with ``Xc = s * (Z - mu)``, increasing in ``Xc`` for every channel.
+2. **Backward through ReLU, pooling and batch norm in one expression.** Writing ``g`` for the
+   gradient that reaches the pooled, activated output after ReLU's mask, ``dA`` for ``g`` routed
+   to each window's maximum (zero elsewhere) and ``n`` for the values per channel, batch norm's
+   backward, ``dZ = gamma * inv_std * (dA - sum(dA) / n - Zhat * sum(dA * Zhat) / n)``, becomes
+   (in the sign-flipped space, ``dXs = s * dZ``)::
+
+       dbeta  = sum(g)                       dgamma = s * inv_std * sum(g * Xc at the maxima)
+       dXs    = |a| * dA + k * Xc + c,        k = -|a| * inv_std**2 * sum(g * Xc at the maxima) / n
+                                             c = -|a| * dbeta / n
+
+   computed in place over the block's ``Xc`` buffer (two passes), plus ``|a| * g`` added at
+   each window's maximum (one strided add per window offset).
+3. **The convolution's bias before batch norm cancels**: ``Z - mu`` does not depend on it, so
+   its gradient is exactly zero and it is not added in the block (the running mean includes it).
+
+The convolution itself is the layer's own (:class:`~nnscratch.layers.Conv2D`, its batch-last
+im2col, ``col2im`` and its documented equations), with ``s * W`` for ``W``::
+
+    Zs = (s * W2) @ col                      Xc = Zs - mean(Zs)      var = mean(Xc**2)
+    dW = s * (dXs @ col.T)                   dcol = (s * W2).T @ dXs  -> col2im -> dX
+    db = 0
+
+Maps are kept batch-last (``(C, H, W, N)`` in memory, see :mod:`nnscratch.layers.base`), and the
+block's output and input gradient are (N, C, H, W) views of such arrays.
+
+The results are those of the layers run one by one (``tests/test_convblock.py`` compares both
+in float64, ties in the pooling windows included, and checks gradients numerically); they differ
+only where rounding makes two values of a window equal after batch norm but not before (the
+gradient then goes to the larger one, where the layer path takes the first). Prediction
+(``training=False``) always runs the layers themselves, with batch norm's running statistics.
+Used by :class:`~nnscratch.model.Sequential` in training, where the layers form such a block
+(:func:`find_blocks`); set ``ENABLED = False`` to train layer by layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+from .layers import BatchNorm, Conv2D, Layer, MaxPool2D, ReLU
+from .layers.base import empty_images
+
+#: use conv blocks in training where the layers allow (the tests switch this off to compare)
+ENABLED = True
+
+
+def find_blocks(layers: Sequence[Layer],
+                output_shapes: Sequence[tuple[int, ...]]) -> list[tuple[int, int]]:
+    """``(start, stop)`` index ranges of ``layers`` that form a conv block: ``Conv2D``, a
+    ``BatchNorm`` of its channels, optionally a ``MaxPool2D`` whose windows tile the conv's output
+    exactly (stride = kernel size, which divides the map's height and width), then ``ReLU``.
+    ``output_shapes[i]`` is the (C, H, W) shape layer ``i`` outputs."""
+    blocks, i = [], 0
+    while i + 2 < len(layers):
+        conv, bn = layers[i], layers[i + 1]
+        stop = None
+        if type(conv) is Conv2D and type(bn) is BatchNorm:
+            nxt = layers[i + 2]
+            if type(nxt) is ReLU:
+                stop = i + 3
+            elif type(nxt) is MaxPool2D and i + 3 < len(layers) and type(layers[i + 3]) is ReLU:
+                k, (_, h, w) = nxt.kernel_size, output_shapes[i]
+                if nxt.stride == k and h % k == 0 and w % k == 0:
+                    stop = i + 4
+        if stop is None:
+            i += 1
+        else:
+            blocks.append((i, stop))
+            i = stop
+    return blocks
+
+
+class ConvBlock:
+    """Training forward and backward of ``Conv2D -> BatchNorm -> [MaxPool2D] -> ReLU`` (see the
+    module docstring), with the layer contract of :class:`~nnscratch.layers.Layer` in training:
+    it fills the conv's and batch norm's ``grads``, updates batch norm's running statistics, and
+    its outputs are valid until its next call."""
+
+    def __init__(self, conv: Conv2D, bn: BatchNorm, pool: MaxPool2D | None, relu: ReLU) -> None:
+        self.conv, self.bn, self.pool, self.relu = conv, bn, pool, relu
+        (kh, kw), c, o = conv.kernel_size, conv.in_channels, conv.out_channels
+        #: batch norm's statistics from the patches' covariance (see the module docstring)
+        self.fold = c * kh * kw <= o
+        self._workspace: dict[tuple[int, ...], dict[str, Any]] = {}
+
+    def __repr__(self) -> str:
+        parts = [self.conv, self.bn] + ([self.pool] if self.pool else []) + [self.relu]
+        return f"ConvBlock({', '.join(map(repr, parts))})"
+
+    # -- buffers ----------------------------------------------------------------------------------
+    def _buffers(self, shape: tuple[int, ...], dtype: Any) -> dict[str, Any]:
+        """Scratch arrays for inputs of ``shape``. The conv's output columns are ordered by pooling
+        window offset first, ``(q, i, j, n)`` for pixel ``(k*i + u, k*j + v)`` of example ``n``
+        with ``q = (u, v)``, so that each offset's values are one contiguous block."""
+        conv, xp = self.conv, self.conv.xp
+        n, c, h, w = shape
+        (kh, kw), (ph, pw), o = conv.kernel_size, conv.padding, conv.out_channels
+        ho, wo = conv._out_hw(c, h, w, InputError, f"input (N, C, H, W) = {shape}")
+        k = self.pool.kernel_size if self.pool else 1
+        hp, wp, K = ho // k, wo // k, c * kh * kw
+        pooled = (o, hp, wp, n)
+        L = k * k * hp * wp * n                   # values per channel
+        xpad = xp.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype)            # zero border kept
+        # the im2col view of xpad in the block's column order: (C, kH, kW, k, k, Hp, Wp, N)
+        win = conv._windows(xpad, lead=1).reshape(c, kh, kw, hp, k, wp, k, n)
+        ws = {"xpad": xpad, "win": win.transpose(0, 1, 2, 4, 6, 3, 5, 7),
+              # col (K, L), with a last row of ones where the fold puts beta into the product
+              "col": xp.ones((K + self.fold, L), dtype),
+              "Y": xp.empty((o, k * k, hp, wp, n), dtype), "dA": xp.empty((o, k * k, hp, wp, n), dtype),
+              "P": xp.empty(pooled, dtype), "g": xp.empty(pooled, dtype),
+              "mask": xp.empty(pooled, bool), "free": xp.empty(pooled, bool),
+              "ones": xp.ones(L, dtype), "ones_p": xp.ones(hp * wp * n, dtype),
+              "dWT": xp.empty((K, o), dtype)}
+        ws["col6"] = ws["col"][:K].reshape(ws["win"].shape)
+        ws["M"] = xp.empty(pooled, dtype) if self.pool else ws["Y"][:, 0]
+        self._workspace[shape] = ws
+        return ws
+
+    def _backward_buffers(self, ws: dict[str, Any]) -> None:
+        xp, col6 = self.conv.xp, ws["col6"]
+        (ph, pw), xpad = self.conv.padding, ws["xpad"]
+        c, n = xpad.shape[0], xpad.shape[3]
+        ws.update(dcol=xp.empty(col6.shape, col6.dtype), dxp=xp.empty_like(xpad),
+                  dX=empty_images(xp, (n, c, xpad.shape[1] - 2 * ph, xpad.shape[2] - 2 * pw),
+                                  col6.dtype, True))
+
+    # -- forward ----------------------------------------------------------------------------------
+    def forward(self, x: Any, training: bool = True) -> Any:
+        """The block's output for (N, C, H, W) images ``x`` in training (batch statistics)."""
+        conv, bn, xp = self.conv, self.bn, self.conv.xp
+        if x.ndim != 4:
+            raise InputError(f"Conv2D expects numeric (N, C, H, W) images, got shape {x.shape}")
+        W = conv.params["W"]
+        ws = self._workspace.get(x.shape) or self._buffers(x.shape, W.dtype)
+        _, _, h, w = x.shape
+        (ph, pw), o = conv.padding, conv.out_channels
+        col, Y, P = ws["col"], ws["Y"], ws["P"]
+        K, L = ws["dWT"].shape[0], ws["ones"].shape[0]
+        W2, Y2 = W.reshape(o, K), Y.reshape(o, L)
+        # im2col, as in Conv2D.forward: xpad[c, ph + h, pw + w, n] = X[n, c, h, w]
+        xp.copyto(ws["xpad"][:, ph:ph + h, pw:pw + w], x.transpose(1, 2, 3, 0))
+        xp.copyto(ws["col6"], ws["win"])
+        gamma, beta = bn.params["gamma"], bn.params["beta"]
+        if self.fold:
+            # statistics from the patches: colc = col - m, S = colc @ colc.T / L
+            colc = col[:K]
+            m = (colc @ ws["ones"]) / L
+            colc -= m[:, None]
+            S = (colc @ colc.T) / L
+            WS = W2 @ S
+            var = xp.maximum(xp.einsum("ij,ij->i", WS, W2), 0)      # var = W2 S W2.T, per row
+            inv_std = 1 / xp.sqrt(var + bn.eps)
+            ga = gamma * inv_std
+            bn._update_running(W2 @ m + conv.params["b"], var, L)   # mu = W2 @ m + b
+            # Y = gamma * inv_std * (W2 @ colc) + beta: one product with [ga * W2, beta]
+            xp.dot(xp.concatenate([W2 * ga[:, None], beta[:, None]], axis=1), col, out=Y2)
+            M = self._pool(Y, ws)
+            xp.maximum(M, 0, out=P)                                 # P = ReLU(max over windows)
+            self._ctx = (ws, W2, S, WS, inv_std, ga)
+        else:
+            s = xp.where(gamma < 0, -1, 1).astype(W.dtype)          # sign(gamma), +1 at 0
+            Ws = W2 * s[:, None]
+            xp.dot(Ws, col, out=Y2)                                 # Zs = (s * W2) @ col
+            mus = (Y2 @ ws["ones"]) / L
+            Y2 -= mus[:, None]                                      # Xc = Zs - mean(Zs)
+            var = xp.einsum("ij,ij->i", Y2, Y2) / L                 # var = mean(Xc**2)
+            inv_std = 1 / xp.sqrt(var + bn.eps)
+            a = abs(gamma) * inv_std
+            bn._update_running(s * mus + conv.params["b"], var, L)  # mu = s*mean(Zs) + b
+            M = self._pool(Y, ws)
+            xp.multiply(M, a[:, None, None, None], out=P)           # P = ReLU(|a| * M + beta)
+            P += beta[:, None, None, None]
+            xp.maximum(P, 0, out=P)
+            self._ctx = (ws, s, Ws, M, inv_std, a)
+        return P.transpose(3, 0, 1, 2)
+
+    def _pool(self, Y: Any, ws: dict[str, Any]) -> Any:
+        """The maximum over each window: over the offset axis of Y (O, k*k, Hp, Wp, N)."""
+        if not self.pool:
+            return ws["M"]                              # Y[:, 0], the map itself
+        xp, M = self.conv.xp, ws["M"]
+        xp.copyto(M, Y[:, 0])
+        for q in range(1, Y.shape[1]):
+            xp.maximum(M, Y[:, q], out=M)
+        return M
+
+    def _route(self, g: Any, Y: Any, M: Any, ws: dict[str, Any]) -> Any:
+        """dA: ``g`` at each window's first maximum (offsets in row-major order, as MaxPool2D),
+        zero elsewhere, as (O, k*k, Hp, Wp, N); ``g`` itself without pooling."""
+        if not self.pool:
+            return g[:, None]
+        xp, dA, mask, free = self.conv.xp, ws["dA"], ws["mask"], ws["free"]
+        free.fill(True)
+        for q in range(Y.shape[1]):
+            xp.equal(Y[:, q], M, out=mask)
+            mask &= free
+            free ^= mask                                # free &= ~mask (mask is inside free)
+            xp.multiply(g, mask, out=dA[:, q])
+        return dA
+
+    # -- backward ---------------------------------------------------------------------------------
+    def backward(self, grad_y: Any, input_grad: bool = True) -> Any:
+        """Fill the conv's and batch norm's gradients; return dL/dx (``None`` if not asked)."""
+        conv, bn, xp = self.conv, self.bn, self.conv.xp
+        ws = self._ctx[0]
+        col, Y, P, g, mask = ws["col"], ws["Y"], ws["P"], ws["g"], ws["mask"]
+        K, o = ws["dWT"].shape
+        L = ws["ones"].shape[0]
+        xp.greater(P, 0, out=mask)                                  # ReLU backward
+        xp.multiply(grad_y.transpose(1, 2, 3, 0), mask, out=g)      # g = dP * (P > 0)
+        dbeta = g.reshape(o, -1) @ ws["ones_p"]                     # sum(dA) = sum(g)
+        bn.grads["beta"][...] = dbeta
+        conv.grads["b"].fill(0)                                     # cancels in batch norm
+        Y2 = Y.reshape(o, L)
+        if self.fold:
+            _, W2, S, WS, inv_std, ga = self._ctx
+            dA = self._route(g, Y, ws["M"], ws).reshape(o, L)
+            colc = col[:K]
+            R = dA @ colc.T                                         # R = dA @ colc.T  (O, K)
+            dgamma = inv_std * xp.einsum("ij,ij->i", R, W2)         # sum(dA * Zhat)
+            bn.grads["gamma"][...] = dgamma
+            # dW = dZ @ col.T = ga * (R - dgamma * inv_std * (W2 @ S))
+            xp.multiply((R - (dgamma * inv_std)[:, None] * WS), ga[:, None],
+                        out=conv.grads["W"].reshape(o, K))
+            if not input_grad:
+                return None
+            # dZ = ga * (dA - dbeta / L) - ga * inv_std * dgamma / L * (W2 @ colc), into Y
+            xp.dot(W2, colc, out=Y2)
+            Y2 *= (-ga * inv_std * dgamma / L)[:, None]
+            Y2 += (-ga * dbeta / L)[:, None]
+            dA *= ga[:, None]
+            Y2 += dA
+            return self._input_gradient(W2, Y2, ws)
+        _, s, Ws, M, inv_std, a = self._ctx
+        D = xp.einsum("ij,ij->i", g.reshape(o, -1), M.reshape(o, -1))   # sum(g * Xc at maxima)
+        xp.multiply(s * inv_std, D, out=bn.grads["gamma"])
+        g *= a[:, None, None, None]
+        dA = self._route(g, Y, M, ws).reshape(o, L)                 # |a| * dA
+        # dXs = |a| * dA + k * Xc + c, in place over Xc
+        Y2 *= (-a * inv_std * inv_std * D / L)[:, None]
+        Y2 += (-a * dbeta / L)[:, None]
+        Y2 += dA
+        dWT = ws["dWT"]
+        xp.dot(col, Y2.T, out=dWT)                                  # (dXs @ col.T).T
+        xp.multiply(dWT.T, s[:, None], out=conv.grads["W"].reshape(o, K))   # dW = s * dWs
+        if not input_grad:
+            return None
+        return self._input_gradient(Ws, Y2, ws)
+
+    def _input_gradient(self, W2: Any, dZ: Any, ws: dict[str, Any]) -> Any:
+        """dX from dZ (O, L) through the convolution with weights ``W2`` (O, K): ``dcol = W2.T @
+        dZ``, then col2im (each window offset's columns added back where they came from)."""
+        xp, conv = self.conv.xp, self.conv
+        if "dcol" not in ws:
+            self._backward_buffers(ws)
+        dcol, dxp, dX = ws["dcol"], ws["dxp"], ws["dX"]
+        K = W2.shape[1]
+        xp.dot(W2.T, dZ, out=dcol.reshape(K, -1))
+        (kh, kw), (ph, pw) = conv.kernel_size, conv.padding
+        c, _, _, k, _, hp, wp, n = dcol.shape
+        dxp.fill(0)
+        for u in range(kh):
+            for v in range(kw):
+                # dxp[c, u + k*i + a, v + k*j + b, n] += dcol[c, u, v, a, b, i, j, n]
+                target = dxp[:, u:u + k * hp, v:v + k * wp].reshape(c, hp, k, wp, k, n)
+                target.transpose(0, 2, 4, 1, 3, 5)[...] += dcol[:, u, v]
+        _, _, h, w = dX.shape
+        xp.copyto(dX, dxp[:, ph:ph + h, pw:pw + w].transpose(3, 0, 1, 2))
+        return dX
