@@ -1,10 +1,11 @@
 """Where an epoch of a shipped conv net goes: seconds per epoch spent in each layer's forward and
 backward, the loss gradient, the optimizer step and the augmentation.
 
-Every layer's (or conv block's) ``forward``/``backward`` (and the loss, optimizer and augmentation) is wrapped with a
-timer for the run, so the figures include the timers' own small cost; "other" is the rest of the
-fit loop (shuffling, the epoch's loss and accuracy). Not a comparison with a peer, and not part
-of ``python -m bench``: a tool for deciding what to make faster.
+Every layer's (or conv block's, see ``nnscratch.convblock``) ``forward``/``backward`` (and the
+loss, optimizer and augmentation) is wrapped with a timer for the run, so the figures include
+the timers' own small cost; "other" is the rest of the fit loop (shuffling, the epoch's loss and
+accuracy). Not a comparison with a peer, and not part of ``python -m bench``: a tool for
+deciding what to make faster.
 
 Usage::
 

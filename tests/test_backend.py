@@ -256,6 +256,7 @@ def test_device_code_calls_numpy_only_where_it_means_the_host():
         "training.py": {"errstate", "isfinite"},                     # on the host float loss
         "model.py": {"empty", "isfinite", "prod", "random.default_rng"},  # host buffer, checks
         "fastpath.py": {"finfo"},                                    # dtype limits
+        "convblock.py": set(),
         "callbacks.py": set(), "data/augment.py": set(),
         "optim/sgd.py": set(), "optim/adam.py": set(), "optim/rmsprop.py": set(),
         "layers/pooling.py": set(), "layers/base.py": set(),
@@ -367,6 +368,11 @@ def test_optimizers_and_mse_on_the_device(fake_device, scaled, opt):
     # batch-last convolution (C*k*k >= 32), max-pool, batch norm on images, dropout
     lambda: [Conv2D(1, 4, 3, padding=1), ReLU(), Conv2D(4, 8, 3, padding=1), BatchNorm(8), ReLU(),
              MaxPool2D(2), Dropout(0.1), Flatten(), Dense(128, 10)],
+    # conv blocks (convblock.py): with the patch-covariance fold and pooling, then general
+    # without pooling (it computes an input gradient), and a fold that computes one
+    lambda: [Conv2D(1, 12, 3, padding=1), BatchNorm(12), MaxPool2D(2), ReLU(),
+             Conv2D(12, 8, 3, padding=1), BatchNorm(8), ReLU(), Conv2D(8, 8, 1), BatchNorm(8),
+             ReLU(), Flatten(), Dense(128, 10)],
     # batch-first convolution (C*k*k < 32) with stride, average pools
     lambda: [Conv2D(1, 6, 3, stride=2), Sigmoid(), AvgPool2D(2, stride=1), Conv2D(6, 4, 1),
              GlobalAvgPool2D(), Dense(4, 10)],

@@ -51,8 +51,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from .errors import InputError
 from .layers import BatchNorm, Conv2D, Layer, MaxPool2D, ReLU
 from .layers.base import empty_images
@@ -273,13 +271,14 @@ class ConvBlock:
         dcol, dxp, dX = ws["dcol"], ws["dxp"], ws["dX"]
         K = W2.shape[1]
         xp.dot(W2.T, dZ, out=dcol.reshape(K, -1))
-        (kh, kw), (ph, pw) = conv.kernel_size, conv.padding
+        (kh, kw), (ph, pw), (sh, sw) = conv.kernel_size, conv.padding, conv.stride
         c, _, _, k, _, hp, wp, n = dcol.shape
         dxp.fill(0)
         for u in range(kh):
             for v in range(kw):
-                # dxp[c, u + k*i + a, v + k*j + b, n] += dcol[c, u, v, a, b, i, j, n]
-                target = dxp[:, u:u + k * hp, v:v + k * wp].reshape(c, hp, k, wp, k, n)
+                # dxp[c, sh*(k*i + a) + u, sw*(k*j + b) + v, n] += dcol[c, u, v, a, b, i, j, n]
+                rows, cols = slice(u, u + sh * (k * hp - 1) + 1, sh), slice(v, v + sw * (k * wp - 1) + 1, sw)
+                target = dxp[:, rows, cols].reshape(c, hp, k, wp, k, n)
                 target.transpose(0, 2, 4, 1, 3, 5)[...] += dcol[:, u, v]
         _, _, h, w = dX.shape
         xp.copyto(dX, dxp[:, ph:ph + h, pw:pw + w].transpose(3, 0, 1, 2))

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from . import convblock
 from .backend import Backend, get_backend, resolve_dtype
 from .callbacks import Callback, ProgressBar
-from . import convblock
 from .config import build_layer, layer_spec
 from .convblock import ConvBlock, find_blocks
 from .errors import InputError, ModelFileError
