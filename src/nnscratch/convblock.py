@@ -199,11 +199,15 @@ class ConvBlock:
             xp.maximum(M, Y[:, q], out=M)
         return M
 
-    def _route(self, g: Any, Y: Any, M: Any, ws: dict[str, Any]) -> Any:
-        """dA: ``g`` at each window's first maximum (offsets in row-major order, as MaxPool2D),
-        zero elsewhere, as (O, k*k, Hp, Wp, N); ``g`` itself without pooling."""
+    def _routed(self, g: Any, Y: Any, M: Any, ws: dict[str, Any]) -> Any:
+        """Yield ``(q, dA_q)`` for each window offset ``q``: ``dA_q`` is ``g`` where offset ``q``
+        holds its window's first maximum (offsets in row-major order, as MaxPool2D), zero
+        elsewhere (written into ``ws["dA"][:, q]``); without pooling, just ``(0, g)``. Offset ``q``
+        of ``Y`` is compared with ``M`` before ``q`` is yielded, so the caller may then overwrite
+        it. (One offset at a time: each ``dA_q`` is used while it is still in the cache.)"""
         if not self.pool:
-            return g[:, None]
+            yield 0, g
+            return
         xp, dA, mask, free = self.conv.xp, ws["dA"], ws["mask"], ws["free"]
         free.fill(True)
         for q in range(Y.shape[1]):
@@ -211,7 +215,7 @@ class ConvBlock:
             mask &= free
             free ^= mask                                # free &= ~mask (mask is inside free)
             xp.multiply(g, mask, out=dA[:, q])
-        return dA
+            yield q, dA[:, q]
 
     # -- backward ---------------------------------------------------------------------------------
     def backward(self, grad_y: Any, input_grad: bool = True) -> Any:
@@ -220,7 +224,7 @@ class ConvBlock:
         ws = self._ctx[0]
         col, Y, P, g, mask = ws["col"], ws["Y"], ws["P"], ws["g"], ws["mask"]
         K, o = ws["dWT"].shape
-        L = ws["ones"].shape[0]
+        L, kk = ws["ones"].shape[0], Y.shape[1]
         xp.greater(P, 0, out=mask)                                  # ReLU backward
         xp.multiply(grad_y.transpose(1, 2, 3, 0), mask, out=g)      # g = dP * (P > 0)
         dbeta = g.reshape(o, -1) @ ws["ones_p"]                     # sum(dA) = sum(g)
@@ -229,9 +233,10 @@ class ConvBlock:
         Y2 = Y.reshape(o, L)
         if self.fold:
             _, W2, S, WS, inv_std, ga = self._ctx
-            dA = self._route(g, Y, ws["M"], ws).reshape(o, L)
-            colc = col[:K]
-            R = dA @ colc.T                                         # R = dA @ colc.T  (O, K)
+            colc = col[:K].reshape(K, kk, -1)                       # (K, offset, rest)
+            R = 0
+            for q, dA_q in self._routed(g, Y, ws["M"], ws):         # R = dA @ colc.T  (O, K)
+                R = R + dA_q.reshape(o, -1) @ colc[:, q].T
             dgamma = inv_std * xp.einsum("ij,ij->i", R, W2)         # sum(dA * Zhat)
             bn.grads["gamma"][...] = dgamma
             # dW = dZ @ col.T = ga * (R - dgamma * inv_std * (W2 @ S))
@@ -240,7 +245,8 @@ class ConvBlock:
             if not input_grad:
                 return None
             # dZ = ga * (dA - dbeta / L) - ga * inv_std * dgamma / L * (W2 @ colc), into Y
-            xp.dot(W2, colc, out=Y2)
+            dA = ws["dA"].reshape(o, L) if self.pool else g.reshape(o, L)
+            xp.dot(W2, col[:K], out=Y2)
             Y2 *= (-ga * inv_std * dgamma / L)[:, None]
             Y2 += (-ga * dbeta / L)[:, None]
             dA *= ga[:, None]
@@ -249,12 +255,14 @@ class ConvBlock:
         _, s, Ws, M, inv_std, a = self._ctx
         D = xp.einsum("ij,ij->i", g.reshape(o, -1), M.reshape(o, -1))   # sum(g * Xc at maxima)
         xp.multiply(s * inv_std, D, out=bn.grads["gamma"])
-        g *= a[:, None, None, None]
-        dA = self._route(g, Y, M, ws).reshape(o, L)                 # |a| * dA
-        # dXs = |a| * dA + k * Xc + c, in place over Xc
-        Y2 *= (-a * inv_std * inv_std * D / L)[:, None]
-        Y2 += (-a * dbeta / L)[:, None]
-        Y2 += dA
+        g *= a[:, None, None, None]                                 # |a| * g
+        k = (-a * inv_std * inv_std * D / L)[:, None, None, None]
+        c = (-a * dbeta / L)[:, None, None, None]
+        for q, dA_q in self._routed(g, Y, M, ws):   # dXs = |a| * dA + k * Xc + c, over Xc
+            Y_q = Y[:, q]
+            Y_q *= k
+            Y_q += c
+            Y_q += dA_q
         dWT = ws["dWT"]
         xp.dot(col, Y2.T, out=dWT)                                  # (dXs @ col.T).T
         xp.multiply(dWT.T, s[:, None], out=conv.grads["W"].reshape(o, K))   # dW = s * dWs
