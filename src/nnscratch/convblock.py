@@ -34,8 +34,9 @@ im2col, ``col2im`` and its documented equations), with ``s * W`` for ``W``::
     dW = s * (dXs @ col.T)                   dcol = (s * W2).T @ dXs  -> col2im -> dX
     db = 0
 
-Maps are kept batch-last (``(C, H, W, N)`` in memory, see :mod:`nnscratch.layers.base`), and the
-block's output and input gradient are (N, C, H, W) views of such arrays.
+Maps are kept batch-last (``(C, H, W, N)`` in memory, see :mod:`nnscratch.layers.base`): the
+block's output is a (N, C, H, W) view of such an array, and its input gradient a view of the
+interior of one with a zero border (where col2im adds up).
 
 The results are those of the layers run one by one (``tests/test_convblock.py`` compares both
 in float64, ties in the pooling windows included, and checks gradients numerically); they differ
@@ -54,7 +55,6 @@ from typing import Any
 
 from .errors import InputError
 from .layers import BatchNorm, Conv2D, Layer, MaxPool2D, ReLU
-from .layers.base import empty_images
 
 #: use conv blocks in training where the layers allow (the tests switch this off to compare)
 ENABLED = True
@@ -129,7 +129,9 @@ class ConvBlock:
         ws = {"xpad": xpad, "win": win, "col": col, "col6": col[:K].reshape(c, kh, kw, *out),
               "Y": Y, "dA": dA, "Yq": self._offsets(Y), "dAq": self._offsets(dA),
               "P": xp.empty(pooled, dtype), "g": xp.empty(pooled, dtype),
-              "mask": xp.empty(pooled, bool), "free": xp.empty(pooled, bool),
+              "mask": xp.empty(pooled, bool), "taken": xp.empty(pooled, bool),
+              # gt[q - 1]: offset q beat the maximum of offsets 0..q-1 (strictly), from forward
+              "gt": xp.empty((k * k - 1, *pooled), bool),
               "ones": xp.ones(col.shape[1], dtype), "ones_p": xp.ones(hp * wp * n, dtype),
               "dWT": xp.empty((K, o), dtype)}
         ws["M"] = xp.empty(pooled, dtype) if self.pool else Y
@@ -144,14 +146,6 @@ class ConvBlock:
             return [a]
         k = self.pool.kernel_size
         return [a[:, u, v] for u in range(k) for v in range(k)]
-
-    def _backward_buffers(self, ws: dict[str, Any]) -> None:
-        xp, col6 = self.conv.xp, ws["col6"]
-        (ph, pw), xpad = self.conv.padding, ws["xpad"]
-        c, n = xpad.shape[0], xpad.shape[3]
-        ws.update(dcol=xp.empty(col6.shape, col6.dtype), dxp=xp.empty_like(xpad),
-                  dX=empty_images(xp, (n, c, xpad.shape[1] - 2 * ph, xpad.shape[2] - 2 * pw),
-                                  col6.dtype, True))
 
     # -- forward ----------------------------------------------------------------------------------
     def forward(self, x: Any, training: bool = True) -> Any:
@@ -204,31 +198,40 @@ class ConvBlock:
         return P.transpose(3, 0, 1, 2)
 
     def _pool(self, ws: dict[str, Any]) -> Any:
-        """M: the maximum of each window of Y, over its offsets (Y itself without pooling)."""
+        """M: the maximum of each window of Y, over its offsets (Y itself without pooling), and
+        which offsets raised the running maximum (``gt``, for backward)."""
         if not self.pool:
             return ws["M"]
         xp, M, (first, *rest) = self.conv.xp, ws["M"], ws["Yq"]
         xp.copyto(M, first)
-        for Y_q in rest:
+        for Y_q, gt in zip(rest, ws["gt"], strict=True):
+            xp.greater(Y_q, M, out=gt)
             xp.maximum(M, Y_q, out=M)
         return M
 
-    def _routed(self, g: Any, M: Any, ws: dict[str, Any]) -> Any:
+    def _routed(self, g: Any, ws: dict[str, Any]) -> Any:
         """Yield ``(Y_q, dA_q)`` for each window offset ``q``: ``dA_q`` is ``g`` where offset
         ``q`` holds its window's first maximum (offsets in row-major order, as MaxPool2D), zero
-        elsewhere (written into ``ws["dA"]``); without pooling, ``(Y, g)``. ``Y_q`` is compared
-        with ``M`` before it is yielded, so the caller may then overwrite it."""
+        elsewhere (written into ``ws["dA"]``); without pooling, ``(Y, g)``.
+
+        The first maximum is at the last offset that beat the running maximum of the offsets
+        before it (``gt``, from forward; ties do not beat it), or at offset 0 if none did. So,
+        from the last offset back: ``hit = gt & ~taken``, ``taken |= gt``, and ``hit = ~taken``
+        for offset 0."""
         if not self.pool:
             yield ws["Y"], g
             return
-        xp, mask, free = self.conv.xp, ws["mask"], ws["free"]
-        free.fill(True)
-        for Y_q, dA_q in zip(ws["Yq"], ws["dAq"], strict=True):
-            xp.equal(Y_q, M, out=mask)
-            mask &= free
-            free ^= mask                                # free &= ~mask (mask is inside free)
-            xp.multiply(g, mask, out=dA_q)
-            yield Y_q, dA_q
+        xp, hit, taken = self.conv.xp, ws["mask"], ws["taken"]
+        taken.fill(False)
+        for q in range(len(ws["Yq"]) - 1, -1, -1):
+            if q:
+                gt = ws["gt"][q - 1]
+                xp.greater(gt, taken, out=hit)          # gt & ~taken (booleans)
+                taken |= gt
+            else:
+                xp.logical_not(taken, out=hit)
+            xp.multiply(g, hit, out=ws["dAq"][q])
+            yield ws["Yq"][q], ws["dAq"][q]
 
     # -- backward ---------------------------------------------------------------------------------
     def backward(self, grad_y: Any, input_grad: bool = True) -> Any:
@@ -246,7 +249,7 @@ class ConvBlock:
         Y2 = Y.reshape(o, L)
         if self.fold:
             _, W2, S, WS, inv_std, ga = self._ctx
-            for _ in self._routed(g, ws["M"], ws):
+            for _ in self._routed(g, ws):
                 pass
             dA = (ws["dA"] if self.pool else g).reshape(o, L)
             colc = col[:K]
@@ -271,7 +274,7 @@ class ConvBlock:
         g *= a[:, None, None, None]                                 # |a| * g
         k = (-a * inv_std * inv_std * D / L)[:, None, None, None]
         c = (-a * dbeta / L)[:, None, None, None]
-        for Y_q, dA_q in self._routed(g, M, ws):    # dXs = |a| * dA + k * Xc + c, over Xc
+        for Y_q, dA_q in self._routed(g, ws):    # dXs = |a| * dA + k * Xc + c, over Xc
             Y_q *= k
             Y_q += c
             Y_q += dA_q
@@ -286,9 +289,9 @@ class ConvBlock:
         """dX from dZ (O, L) through the convolution with weights ``W2`` (O, K): ``dcol = W2.T @
         dZ``, then col2im (each window offset's columns added back where they came from)."""
         xp, conv = self.conv.xp, self.conv
-        if "dcol" not in ws:
-            self._backward_buffers(ws)
-        dcol, dxp, dX = ws["dcol"], ws["dxp"], ws["dX"]
+        if "dcol" not in ws:   # (the first block of a model never needs them)
+            ws.update(dcol=xp.empty_like(ws["col6"]), dxp=xp.empty_like(ws["xpad"]))
+        dcol, dxp = ws["dcol"], ws["dxp"]
         xp.dot(W2.T, dZ, out=dcol.reshape(W2.shape[1], -1))
         if not self.pool:
             conv._col2im(dcol, dxp, lead=1)
@@ -303,7 +306,6 @@ class ConvBlock:
                     cols = slice(v, v + sw * (k * wp - 1) + 1, sw)
                     target = dxp[:, rows, cols].reshape(c, hp, k, wp, k, n)
                     target.transpose(0, 2, 4, 1, 3, 5)[...] += dcol[:, u, v]
-        ph, pw = conv.padding
-        _, _, h, w = dX.shape
-        xp.copyto(dX, dxp[:, ph:ph + h, pw:pw + w].transpose(3, 0, 1, 2))
-        return dX
+        # dX[n, c, h, w] = dxp[c, ph + h, pw + w, n]: a view (batch-last, inside dxp's border)
+        (ph, pw), (c, hpad, wpad, n) = conv.padding, dxp.shape
+        return dxp[:, ph:hpad - ph, pw:wpad - pw].transpose(3, 0, 1, 2)
