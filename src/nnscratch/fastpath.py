@@ -89,24 +89,25 @@ class DenseReLUStack:
         plan = self._plan = self._plans.get(x.shape[0]) or self._make_plan(x.shape[0])
         x_in, hidden, (A1, Wb, Z), _, _ = plan
         xp = self.xp
+        dot = self.backend.dot
         xp.copyto(x_in, x)                               # [X, 1]
         for A1h, Wbh, Zh, zeros, A_next in hidden:
-            xp.dot(A1h, Wbh, out=Zh)                     # Z = [A, 1] @ [[W], [b]] = A @ W + b
+            dot(A1h, Wbh, out=Zh)                        # Z = [A, 1] @ [[W], [b]] = A @ W + b
             xp.maximum(Zh, zeros, out=A_next)            # next input: A = ReLU(Z), left of its ones
-        xp.dot(A1, Wb, out=Z)                            # the logits
+        dot(A1, Wb, out=Z)                               # the logits
         return Z
 
     def backward_params(self, grad_y: np.ndarray) -> None:
         """Fill the gradients of the parameters only (what a training step needs)."""
-        g, xp = grad_y, self.xp
+        g, xp, dot = grad_y, self.xp, self.backend.dot
         for A1T, dWb, WT, dA, A, mask in self._plan[3]:
-            xp.dot(A1T, g, out=dWb)                      # [[dW], [db]] = [A, 1].T @ dZ
-            xp.dot(g, WT, out=dA)                        # dA = dZ @ W.T
+            dot(A1T, g, out=dWb)                         # [[dW], [db]] = [A, 1].T @ dZ
+            dot(g, WT, out=dA)                           # dA = dZ @ W.T
             xp.sign(A, out=mask)                         # ReLU backward: dZ = dA * (A > 0)
             xp.multiply(dA, mask, out=dA)                #   (sign(A) is 1 where A > 0, else 0)
             g = dA
         A1T, dWb, _, _ = self._plan[4]
-        xp.dot(A1T, g, out=dWb)                          # first layer: [[dW], [db]]
+        dot(A1T, g, out=dWb)                             # first layer: [[dW], [db]]
 
     def backward(self, grad_y: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         self.backward_params(grad_y)
@@ -170,6 +171,7 @@ class SoftmaxEpochs:
         k = Y.shape[1]
         bs = min(batch_size, n)
         self.xp, self.n, self.k, self.bs = xp, n, k, bs
+        self.dot = stack.backend.dot
         self.take_rows = stack.backend.take_rows
         self.safe = False     # True once an epoch had logits out of range: shift from then on
         info = np.finfo(dt)   # (see figures; exp(lo) = tiny * 1e8)
@@ -247,7 +249,7 @@ class SoftmaxEpochs:
         row ``i`` for example ``perm[i]``, each computed with the weights of its batch's step."""
         xp = self.xp
         self._fill(perm)
-        dot, maximum, exp, divide = xp.dot, xp.maximum, xp.exp, xp.divide
+        dot, maximum, exp, divide = self.dot, xp.maximum, xp.exp, xp.divide
         subtract, multiply, sign = xp.subtract, xp.multiply, xp.sign
         safe = self.safe
         for forward, (WbT, HT, ZT), (E, S, M, YT), backward, (XT1, dZT, dWb) in self.batches:
