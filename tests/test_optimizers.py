@@ -159,3 +159,15 @@ def test_plain_sgd_on_small_and_large_buffers(size, rng):
             opt.step()
             expected -= dtype(0.05) * g
             np.testing.assert_allclose(p, expected, rtol=1e-6 if dtype == np.float32 else 1e-14)
+
+
+@pytest.mark.parametrize("cls", [Adam, AdamW])
+def test_adam_with_a_learning_rate_of_zero_leaves_the_parameters_and_updates_the_moments(cls):
+    """A cosine schedule ends at lr = 0: no step, no division by zero, moments still updated."""
+    p, g = np.ones(4), np.full(4, 0.5)
+    opt = cls(lr=0.1)
+    opt.bind([(p, g)])
+    opt.lr = 0.0
+    opt.step()
+    np.testing.assert_array_equal(p, np.ones(4))
+    np.testing.assert_allclose(opt.state[0]["m"], 0.05)     # (1 - 0.9) * g

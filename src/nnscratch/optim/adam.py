@@ -76,11 +76,14 @@ class Adam(Optimizer):
             xp.multiply(d, d, out=s)
             s *= 1 - b2
             v += s
-            xp.sqrt(v, out=s)                     # sqrt(v) / sqrt(1 - b2**t) + eps
-            s *= inv_sqrt_bc2
-            s += eps
-            xp.divide(m, s, out=s)                # p -= lr / (1 - b1**t) * m / (...)
-            s *= step_size
+            if step_size == 0:                    # lr = 0 (e.g. the end of a cosine schedule)
+                continue
+            # p -= step_size * m / (sqrt(v) * inv_sqrt_bc2 + eps), with step_size moved into the
+            # denominator: one pass fewer over the parameters
+            xp.sqrt(v, out=s)                     # (sqrt(v) / sqrt(1 - b2**t) + eps) / step_size
+            s *= inv_sqrt_bc2 / step_size
+            s += eps / step_size
+            xp.divide(m, s, out=s)
             p -= s
 
 
