@@ -3,48 +3,61 @@ r"""The training fast path of a conv block: ``Conv2D -> BatchNorm -> [MaxPool2D]
 Run layer by layer, such a block passes over its full-size feature maps about twenty times a step
 (the convolution's output, batch norm's centring, variance, scaling and shift, and their
 gradients, pooling's offsets and masks, ...). Each pass costs about as much as the arithmetic
-it does, so :class:`ConvBlock` computes the same mathematics, for training, in fewer passes:
+it does, so :class:`ConvBlock` computes the same mathematics, for training, in fewer passes.
+Notation: ``Z = W2 @ col + b`` is the convolution's output (O, n) as in
+:class:`~nnscratch.layers.Conv2D`, with ``n = N*Ho*Wo`` values per channel; batch norm has
+``mu``, ``var``, ``inv_std = 1 / sqrt(var + eps)``, ``Zhat = (Z - mu) * inv_std`` and
+``A = gamma * Zhat + beta``; pooling gives ``M``, ReLU ``P = max(M, 0)``.
 
-1. **Batch norm's shift and scale are applied after pooling, on 4x fewer values.** With
-   ``a = gamma / sqrt(var + eps)`` the normalised map is ``A = a * (Z - mu) + beta``, per
-   channel an increasing function of ``Z`` where ``a >= 0``. So the maximum of a window of ``A``
-   is ``a * (maximum of the window of Z - mu) + beta``, at the same place. Channels with
-   ``gamma < 0`` (a decreasing map) have their filters negated first: with ``s = sign(gamma)``
-   (+1 where ``gamma = 0``) the block convolves with ``s * W``, so that
-   ``A = |a| * Xc + beta`` with ``Xc = s * (Z - mu)``, increasing in ``Xc`` for every channel.
-2. **Backward through ReLU, pooling and batch norm in one expression.** Writing ``g`` for the
-   gradient that reaches the pooled, activated output after ReLU's mask, ``dA`` for ``g`` routed
-   to each window's maximum (zero elsewhere) and ``n`` for the values per channel, batch norm's
-   backward, ``dZ = gamma * inv_std * (dA - sum(dA) / n - Zhat * sum(dA * Zhat) / n)``, becomes
-   (in the sign-flipped space, ``dXs = s * dZ``)::
+1. **Batch norm's shift and scale applied after pooling, on 4x fewer values.** Per channel,
+   ``A = a * (Z - mu) + beta`` with ``a = gamma * inv_std`` is an increasing function of ``Z``
+   where ``a >= 0``, so the maximum of a window of ``A`` is ``a * (maximum of the window of
+   Z - mu) + beta``, at the same place. Channels with ``gamma < 0`` have their filters negated
+   first: with ``s = sign(gamma)`` (+1 where ``gamma = 0``) the block convolves with ``s * W``,
+   so that ``A = |a| * Xc + beta`` with ``Xc = s * (Z - mu)``, increasing in ``Xc``::
 
-       dbeta  = sum(g)                       dgamma = s * inv_std * sum(g * Xc at the maxima)
-       dXs    = |a| * dA + k * Xc + c,        k = -|a| * inv_std**2 * sum(g * Xc at the maxima) / n
-                                             c = -|a| * dbeta / n
+       Zs = (s * W2) @ col      Xc = Zs - mean(Zs)      var = mean(Xc**2)
+       M' = max of each window of Xc                    P = max(|a| * M' + beta, 0)
 
-   computed in place over the block's ``Xc`` buffer (two passes), plus ``|a| * g`` added at
-   each window's maximum (one strided add per window offset).
-3. **The convolution's bias before batch norm cancels**: ``Z - mu`` does not depend on it, so
-   its gradient is exactly zero and it is not added in the block (the running mean includes it).
+2. **Backward through ReLU, pooling and batch norm in one expression.** With ``g = dP * (P > 0)``
+   (pooled size) and ``dA`` that gradient routed to each window's first maximum (zero
+   elsewhere; forward records which window offsets raised the running maximum, so no value is
+   compared again), batch norm's backward ``dZ = a * (dA - sum(dA) / n - Zhat * sum(dA * Zhat) / n)``
+   becomes, in the sign-flipped space (``dXs = s * dZ``)::
 
-The convolution itself is the layer's own (:class:`~nnscratch.layers.Conv2D`, its batch-last
-im2col, ``col2im`` and its documented equations), with ``s * W`` for ``W``::
+       D = sum(g * M')          dbeta = sum(g)          dgamma = s * inv_std * D
+       dXs = |a| * dA + k * Xc + c,   k = -|a| * inv_std**2 * D / n,   c = -|a| * dbeta / n
+       dW = s * (dXs @ col.T)   dcol = (s * W2).T @ dXs  -> col2im -> dX
 
-    Zs = (s * W2) @ col                      Xc = Zs - mean(Zs)      var = mean(Xc**2)
-    dW = s * (dXs @ col.T)                   dcol = (s * W2).T @ dXs  -> col2im -> dX
-    db = 0
+   ``dXs`` overwrites ``Xc`` in place, one window offset at a time.
+3. **The conv bias before batch norm cancels**: ``Z - mu`` does not depend on it, so its
+   gradient is exactly zero and the block does not add it (the running mean includes it).
+4. **Few values per patch: batch norm's statistics from the patches (the "fold").** When
+   ``K = C*kH*kW <= O`` (a first layer on grey or RGB images), the im2col matrix is smaller than
+   the output, and ``Z - mu = W2 @ colc`` with ``colc = col - m`` (``m`` the mean column), so
+   with the patches' covariance ``S = colc @ colc.T / n`` (K x K)::
 
-Maps are kept batch-last (``(C, H, W, N)`` in memory, see :mod:`nnscratch.layers.base`): the
-block's output is a (N, C, H, W) view of such an array, and its input gradient a view of the
-interior of one with a zero border (where col2im adds up).
+       mu = W2 @ m + b          var = (W2 @ S) * W2 summed per row
+       A = [a * W2, beta] @ [colc; 1]       (one product: the normalised map, never centred)
+       R = dA @ colc.T          dgamma = inv_std * (R * W2) summed per row
+       dW = a * (R - dgamma * inv_std * (W2 @ S))
+
+   so the full-size output is written once and read only to pool it.
+
+With pooling, the conv's output columns are ordered by window offset first (see
+``ConvBlock._buffers``), so each offset of every window is one contiguous block. Maps are kept
+batch-last (``(C, H, W, N)`` in memory, see :mod:`nnscratch.layers.base`): the block's output is
+a (N, C, H, W) view of such an array, and its input gradient a view of the interior of one with
+a zero border (where col2im adds up).
 
 The results are those of the layers run one by one (``tests/test_convblock.py`` compares both
-in float64, ties in the pooling windows included, and checks gradients numerically); they differ
-only where rounding makes two values of a window equal after batch norm but not before (the
-gradient then goes to the larger one, where the layer path takes the first). Prediction
-(``training=False``) always runs the layers themselves, with batch norm's running statistics.
-Used by :class:`~nnscratch.model.Sequential` in training, where the layers form such a block
-(:func:`find_blocks`); set ``ENABLED = False`` to train layer by layer.
+in float64, ties in the pooling windows included, checks gradients numerically with negative
+controls, and trains a CNN both ways); they differ only where rounding makes two values of a
+window equal after batch norm but not before (the gradient then goes to the larger one, where
+the layer path takes the first). Prediction (``training=False``) always runs the layers
+themselves, with batch norm's running statistics. :class:`~nnscratch.model.Sequential` trains
+through these blocks where its layers form one (:func:`find_blocks`); ``ENABLED = False`` trains
+layer by layer.
 """
 
 from __future__ import annotations
@@ -173,13 +186,13 @@ class ConvBlock:
             WS = W2 @ S
             var = xp.maximum(xp.einsum("ij,ij->i", WS, W2), 0)      # var = W2 S W2.T, per row
             inv_std = 1 / xp.sqrt(var + bn.eps)
-            ga = gamma * inv_std
+            a = gamma * inv_std
             bn._update_running(W2 @ m + conv.params["b"], var, L)   # mu = W2 @ m + b
-            # Y = gamma * inv_std * (W2 @ colc) + beta: one product with [ga * W2, beta]
-            xp.dot(xp.concatenate([W2 * ga[:, None], beta[:, None]], axis=1), col, out=Y2)
+            # Y = A = a * (W2 @ colc) + beta: one product with [a * W2, beta]
+            xp.dot(xp.concatenate([W2 * a[:, None], beta[:, None]], axis=1), col, out=Y2)
             M = self._pool(ws)
             xp.maximum(M, 0, out=P)                                 # P = ReLU(max over windows)
-            self._ctx = (ws, W2, S, WS, inv_std, ga)
+            self._ctx = (ws, W2, S, WS, inv_std, a)
         else:
             s = xp.where(gamma < 0, -1, 1).astype(W.dtype)          # sign(gamma), +1 at 0
             Ws = W2 * s[:, None]
@@ -188,13 +201,13 @@ class ConvBlock:
             Y2 -= mus[:, None]                                      # Xc = Zs - mean(Zs)
             var = xp.einsum("ij,ij->i", Y2, Y2) / L                 # var = mean(Xc**2)
             inv_std = 1 / xp.sqrt(var + bn.eps)
-            a = abs(gamma) * inv_std
+            abs_a = abs(gamma) * inv_std
             bn._update_running(s * mus + conv.params["b"], var, L)  # mu = s*mean(Zs) + b
             M = self._pool(ws)
-            xp.multiply(M, a[:, None, None, None], out=P)           # P = ReLU(|a| * M + beta)
+            xp.multiply(M, abs_a[:, None, None, None], out=P)           # P = ReLU(|a| * M + beta)
             P += beta[:, None, None, None]
             xp.maximum(P, 0, out=P)
-            self._ctx = (ws, s, Ws, M, inv_std, a)
+            self._ctx = (ws, s, Ws, M, inv_std, abs_a)
         return P.transpose(3, 0, 1, 2)
 
     def _pool(self, ws: dict[str, Any]) -> Any:
@@ -248,32 +261,32 @@ class ConvBlock:
         conv.grads["b"].fill(0)                                     # cancels in batch norm
         Y2 = Y.reshape(o, L)
         if self.fold:
-            _, W2, S, WS, inv_std, ga = self._ctx
-            for _ in self._routed(g, ws):
+            _, W2, S, WS, inv_std, a = self._ctx
+            for _ in self._routed(g, ws):                           # dA, into ws["dA"]
                 pass
             dA = (ws["dA"] if self.pool else g).reshape(o, L)
             colc = col[:K]
             R = dA @ colc.T                                         # (O, K)
             dgamma = inv_std * xp.einsum("ij,ij->i", R, W2)         # sum(dA * Zhat)
             bn.grads["gamma"][...] = dgamma
-            # dW = dZ @ col.T = ga * (R - dgamma * inv_std * (W2 @ S))
-            xp.multiply((R - (dgamma * inv_std)[:, None] * WS), ga[:, None],
+            # dW = dZ @ col.T = a * (R - dgamma * inv_std * (W2 @ S))
+            xp.multiply((R - (dgamma * inv_std)[:, None] * WS), a[:, None],
                         out=conv.grads["W"].reshape(o, K))
             if not input_grad:
                 return None
-            # dZ = ga * (dA - dbeta / L) - ga * inv_std * dgamma / L * (W2 @ colc), into Y
+            # dZ = a * (dA - dbeta / L) - a * inv_std * dgamma / L * (W2 @ colc), into Y
             xp.dot(W2, colc, out=Y2)
-            Y2 *= (-ga * inv_std * dgamma / L)[:, None]
-            Y2 += (-ga * dbeta / L)[:, None]
-            dA *= ga[:, None]
+            Y2 *= (-a * inv_std * dgamma / L)[:, None]
+            Y2 += (-a * dbeta / L)[:, None]
+            dA *= a[:, None]
             Y2 += dA
             return self._input_gradient(W2, Y2, ws)
-        _, s, Ws, M, inv_std, a = self._ctx
+        _, s, Ws, M, inv_std, abs_a = self._ctx
         D = xp.einsum("ij,ij->i", g.reshape(o, -1), M.reshape(o, -1))   # sum(g * Xc at maxima)
         xp.multiply(s * inv_std, D, out=bn.grads["gamma"])
-        g *= a[:, None, None, None]                                 # |a| * g
-        k = (-a * inv_std * inv_std * D / L)[:, None, None, None]
-        c = (-a * dbeta / L)[:, None, None, None]
+        g *= abs_a[:, None, None, None]                                 # |a| * g
+        k = (-abs_a * inv_std * inv_std * D / L)[:, None, None, None]
+        c = (-abs_a * dbeta / L)[:, None, None, None]
         for Y_q, dA_q in self._routed(g, ws):    # dXs = |a| * dA + k * Xc + c, over Xc
             Y_q *= k
             Y_q += c
