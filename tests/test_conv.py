@@ -277,3 +277,20 @@ def test_config_and_repr_rebuild_the_layer():
     assert rebuilt.get_config() == config
     assert repr(layer) == "Conv2D(3, 8, (5, 3), stride=2, padding=(1, 0), init='glorot_uniform')"
     assert repr(Conv2D(1, 16, 3, padding=1)) == "Conv2D(1, 16, 3, stride=1, padding=1, init='he_normal')"
+
+
+@pytest.mark.parametrize("k,s,p", [(1, 1, 0), (1, 1, 1), (3, 1, 1), (3, 2, 1), (3, 3, 0), (2, 3, 0),
+                                   ((3, 2), 1, 2), (5, 2, 2), (3, 1, 2)])
+def test_col2im_straight_into_the_image_equals_the_padded_sum(k, s, p, rng):
+    """col2im cut to the image (no padded buffer) = col2im into the padded buffer, cropped;
+    including strides that skip pixels (which get zero) and padding wider than the kernel."""
+    conv = Conv2D(2, 3, k, stride=s, padding=p, dtype="float64")
+    for h, w in [(7, 7), (8, 5), (6, 9)]:
+        ho, wo = conv.output_shape((2, h, w))[1:]
+        kh, kw = conv.kernel_size
+        dcol = rng.standard_normal((2, kh, kw, ho, wo, 3))
+        dxp = np.zeros((2, h + 2 * p, w + 2 * p, 3))
+        conv._col2im(dcol, dxp, lead=1)
+        out = np.full((2, h, w, 3), np.nan)
+        conv._col2im_unpadded(dcol, out)
+        np.testing.assert_allclose(out, dxp[:, p:p + h, p:p + w], rtol=1e-12, atol=1e-12)

@@ -110,9 +110,9 @@ def test_output_and_input_gradient_are_batch_last_views(rng):
     y = block.forward(x)
     assert y.shape == (4, 6, 4, 4) and batch_last(y)
     dx = block.backward(rng.standard_normal(y.shape))
-    # a view of the interior of col2im's padded (C, H + 2, W + 2, N) buffer: batch axis last
+    # (C, H, W, N) memory, or the interior of a padded (C, H + 2, W + 2, N) buffer: batch last
     assert dx.shape == x.shape and dx.strides[0] == dx.itemsize
-    assert dx.strides[3] == 4 * dx.itemsize and dx.strides[2] == 10 * 4 * dx.itemsize
+    assert dx.strides[3] == 4 * dx.itemsize and dx.strides[2] in (8 * 4 * dx.itemsize, 10 * 4 * dx.itemsize)
 
 
 def test_window_ties_send_the_gradient_to_the_first_maximum(rng):
