@@ -29,7 +29,8 @@ class Adam(Optimizer):
         m_hat = m / (1 - b1**t),  v_hat = v / (1 - b2**t)
         p = p - lr * m_hat / (sqrt(v_hat) + eps)
 
-    computed, as PyTorch does, as ``p -= (lr / (1 - b1**t)) * m / (sqrt(v) / sqrt(1 - b2**t) + eps)``.
+    computed, as PyTorch does, as ``p -= (lr / (1 - b1**t)) * m / (sqrt(v) / sqrt(1 - b2**t) + eps)``
+    (here with the step size divided into the denominator: the same value, one pass fewer).
     """
 
     decoupled = False  # AdamW: weight decay applied to the parameters, not the gradient
