@@ -290,3 +290,24 @@ def test_training_forward_of_the_model_runs_the_blocks_and_prediction_the_layers
     # prediction never touches the blocks' batch statistics
     p1 = model.predict_proba(x)
     assert np.allclose(p1, model.predict_proba(x))
+
+
+def test_bad_input_gets_the_layers_errors(rng):
+    """The block refuses what the layers refuse, with their messages."""
+    from nnscratch.errors import InputError
+
+    block = ConvBlock(*_layers(3, 6))
+    with pytest.raises(InputError, match="expects 3 input channels"):
+        block.forward(rng.standard_normal((2, 4, 8, 8)))
+    with pytest.raises(InputError, match=r"\(N, C, H, W\) images"):
+        block.forward(rng.standard_normal((2, 3, 8)))
+    with pytest.raises(InputError, match="does not fit"):
+        ConvBlock(*_layers(3, 6, k=5, padding=0)).forward(rng.standard_normal((2, 3, 4, 4)))
+    one_value = ConvBlock(*_layers(2, 4, k=3, padding=0, pool=None))   # 1x1 map, batch of one
+    with pytest.raises(InputError, match="more than 1 value per feature"):
+        one_value.forward(rng.standard_normal((1, 2, 3, 3)))
+    layers = [layer for layer in _layers(2, 4, k=3, padding=0, pool=None) if layer is not None]
+    with pytest.raises(InputError, match="more than 1 value per feature"):
+        out = rng.standard_normal((1, 2, 3, 3))
+        for layer in layers:
+            out = layer.forward(out, training=True)

@@ -136,6 +136,8 @@ class ConvBlock:
         ho, wo = conv._out_hw(c, h, w, InputError, f"input (N, C, H, W) = {shape}")
         k = self.pool.kernel_size if self.pool else 1
         hp, wp, K = ho // k, wo // k, c * kh * kw
+        if n * ho * wo < 2:   # (as BatchNorm itself)
+            raise InputError("BatchNorm needs more than 1 value per feature in training")
         pooled = (o, hp, wp, n)
         xpad = xp.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype)            # zero border kept
         win = conv._windows(xpad, lead=1)          # (C, kH, kW, Ho, Wo, N): a view of xpad
