@@ -92,16 +92,29 @@ def test_divergence_stops_at_the_first_bad_epoch_and_keeps_good_checkpoints(scal
     assert good.training_state[0]["epoch"] == 3
 
 
-def test_resume_through_the_python_api(scaled, tmp_path):
+def _mlp():
     from nnscratch.layers import Dropout
+
+    return Sequential([Dense(64, 32), ReLU(), Dropout(0.2), Dense(32, 10)], seed=4)
+
+
+def _cnn():   # trained through conv blocks (nnscratch.convblock): fold, then general
+    from nnscratch.layers import BatchNorm, Conv2D, Dropout, Flatten, MaxPool2D
+
+    return Sequential([Conv2D(1, 12, 3, padding=1), BatchNorm(12), MaxPool2D(2), ReLU(),
+                       Conv2D(12, 8, 3, padding=1), BatchNorm(8), ReLU(), Flatten(),
+                       Dropout(0.2), Dense(128, 10)], input_shape=(1, 8, 8), seed=4)
+
+
+@pytest.mark.parametrize("net", [_mlp, _cnn], ids=["mlp", "cnn"])
+def test_resume_through_the_python_api(net, scaled, tmp_path):
     from nnscratch.optim import Adam
     from nnscratch.optim.schedules import CosineAnnealingLR
     from nnscratch.training import restore_training_state
 
     X, y, _, _ = scaled
-
-    def net():
-        return Sequential([Dense(64, 32), ReLU(), Dropout(0.2), Dense(32, 10)], seed=4)
+    if net is _cnn:
+        X, y = X[:300], y[:300]
 
     whole = net()
     whole.fit(X, y, epochs=6, optimizer=Adam(lr=0.01), schedule=CosineAnnealingLR(6))
