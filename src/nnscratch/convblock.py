@@ -295,10 +295,8 @@ class ConvBlock:
         D = xp.einsum("ij,ij->i", g.reshape(o, -1), M.reshape(o, -1))   # sum(g * Xc at maxima)
         xp.multiply(s * inv_std, D, out=bn.grads["gamma"])
         g *= abs_a[:, None, None, None]                                 # |a| * g
-        k = (-abs_a * inv_std * inv_std * D / L)[:, None, None, None]
-        c = (-abs_a * dbeta / L)[:, None, None, None]
-        Y2 *= k[:, :, 0, 0]                                         # dXs = k * Xc + c + |a| * dA,
-        Y2 += c[:, :, 0, 0]                                         #   in place over Xc
+        Y2 *= (-abs_a * inv_std * inv_std * D / L)[:, None]         # dXs = k * Xc + c + |a| * dA,
+        Y2 += (-abs_a * dbeta / L)[:, None]                         #   in place over Xc
         for Y_q, dA_q in self._routed(g, ws):
             Y_q += dA_q
         dWT = ws["dWT"]
@@ -313,15 +311,19 @@ class ConvBlock:
         dZ``, then col2im (each window offset's columns added back where they came from)."""
         xp, conv = self.conv.xp, self.conv
         if "dcol" not in ws:   # (the first block of a model never needs them)
-            n, c, h, w = ws["xpad"].shape[3], *ws["xpad"].shape[:3]
-            (ph, pw) = conv.padding
-            ws.update(dcol=xp.empty_like(ws["col6"]), dxp=xp.empty_like(ws["xpad"]),
-                      dX=xp.empty((c, h - 2 * ph, w - 2 * pw, n), ws["xpad"].dtype))
-        dcol, dxp, dX = ws["dcol"], ws["dxp"], ws["dX"]
+            xpad = ws["xpad"]
+            ws["dcol"] = xp.empty_like(ws["col6"])
+            if self.offset_major:
+                ws["dxp"] = xp.empty_like(xpad)        # col2im into a padded buffer
+            else:
+                (ph, pw), (c, hpad, wpad, n) = conv.padding, xpad.shape
+                ws["dX"] = xp.empty((c, hpad - 2 * ph, wpad - 2 * pw, n), xpad.dtype)
+        dcol = ws["dcol"]
         xp.dot(W2.T, dZ, out=dcol.reshape(W2.shape[1], -1))
         if not self.offset_major:   # straight into dX (C, H, W, N), returned batch-last
-            conv._col2im_unpadded(dcol, dX)
-            return dX.transpose(3, 0, 1, 2)
+            conv._col2im_unpadded(dcol, ws["dX"])
+            return ws["dX"].transpose(3, 0, 1, 2)
+        dxp = ws["dxp"]
         (kh, kw), (sh, sw) = conv.kernel_size, conv.stride
         c, _, _, k, _, hp, wp, n = dcol.shape
         dxp.fill(0)
