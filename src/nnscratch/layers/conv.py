@@ -304,9 +304,9 @@ class Conv2D(Layer):
             for v in range(kw):
                 if covers and (u, v) == covers[0]:
                     continue
-                (th, sh_), (tw, sw_) = spans_h[u], spans_w[v]
-                if th.start < th.stop and tw.start < tw.stop:
-                    dX[:, th, tw] += dcol[:, u, v, sh_, sw_]
+                (rows, src_rows), (cols, src_cols) = spans_h[u], spans_w[v]
+                if rows.start < rows.stop and cols.start < cols.stop:
+                    dX[:, rows, cols] += dcol[:, u, v, src_rows, src_cols]
 
     # -- the batch-first layout, for small K (see the class docstring) ---------------------------
     def _forward_batch_first(self, x: np.ndarray, training: bool) -> np.ndarray:
