@@ -127,9 +127,9 @@ class ConvBlock:
         ``(k*i + u, k*j + v)`` at ``[:, u, v, i, j]``, so that each offset's values are one
         contiguous block per channel (the fold's product over the routed gradient needs that
         order too); the other blocks keep the spatial order, whose im2col and col2im copy longer
-        runs (measured 3-5% faster on the MNIST CNN's second block). The im2col matrix ``col``
-        has its columns in the output's order; the routed gradient ``dA`` is always
-        offset-major."""
+        runs (a little faster for the MNIST CNN's second block timed on its own; within the
+        noise over whole epochs). The im2col matrix ``col`` has its columns in the output's
+        order; the routed gradient ``dA`` (pooling only) is always offset-major."""
         conv, xp = self.conv, self.conv.xp
         n, c, h, w = shape
         (kh, kw), (ph, pw), o = conv.kernel_size, conv.padding, conv.out_channels
@@ -146,27 +146,32 @@ class ConvBlock:
         out = win.shape[3:]                        # one channel's output, in the column order
         # col (K, L), with a last row of ones where the fold puts beta into the product
         col = xp.ones((K + self.fold, math.prod(out)), dtype)
-        Y, dA = xp.empty((o, *out), dtype), xp.empty((o, k, k, hp, wp, n), dtype)
+        Y = xp.empty((o, *out), dtype)
         ws = {"xpad": xpad, "win": win, "col": col, "col6": col[:K].reshape(c, kh, kw, *out),
-              "Y": Y, "dA": dA, "Yq": self._offsets(Y), "dAq": self._offsets(dA, True),
+              "Y": Y, "Yq": self._offsets(Y, self.offset_major),
               "P": xp.empty(pooled, dtype), "g": xp.empty(pooled, dtype),
               "mask": xp.empty(pooled, bool), "taken": xp.empty(pooled, bool),
               # gt[q - 1]: offset q beat the maximum of offsets 0..q-1 (strictly), from forward
               "gt": xp.empty((k * k - 1, *pooled), bool),
               "ones": xp.ones(col.shape[1], dtype), "ones_p": xp.ones(hp * wp * n, dtype),
               "dWT": xp.empty((K, o), dtype)}
-        ws["M"] = xp.empty(pooled, dtype) if self.pool else Y
+        if self.pool:
+            ws["M"] = xp.empty(pooled, dtype)
+            ws["dA"] = xp.empty((o, k, k, hp, wp, n), dtype)
+            ws["dAq"] = self._offsets(ws["dA"], True)
+        else:
+            ws["M"] = Y
         self._workspace[shape] = ws
         return ws
 
-    def _offsets(self, a: Any, offset_major: bool | None = None) -> list[Any]:
-        """Views of the conv's output ``a``, one per pooling-window offset (u, v) in row-major
-        order, each holding that element of every window: (O, Hp, Wp, N); ``[a]`` without
-        pooling."""
+    def _offsets(self, a: Any, offset_major: bool) -> list[Any]:
+        """Views of a conv output ``a`` (in offset-major or spatial order), one per
+        pooling-window offset (u, v) in row-major order, each holding that element of every
+        window: (O, Hp, Wp, N); ``[a]`` without pooling."""
         if not self.pool:
-            return [a.reshape(a.shape[0], *a.shape[-3:])]
+            return [a]
         k = self.pool.kernel_size
-        if self.offset_major if offset_major is None else offset_major:
+        if offset_major:
             return [a[:, u, v] for u in range(k) for v in range(k)]
         return [a[:, u::k, v::k] for u in range(k) for v in range(k)]
 
