@@ -194,10 +194,10 @@ def test_negative_controls_fail_the_check(case, broken, monkeypatch, rng):
     shape, kw = CASES[case]
     block = ConvBlock(*_layers(**kw, gamma=np.linspace(-1, 1.5, kw["o"])))
     if broken == "route":        # the gradient to every value of a window, not only its maximum
-        def everywhere(self, g, ws):
+        def everywhere(self, g, ws, p):
             for Y_q, dA_q in zip(ws["Yq"], ws["dAq"], strict=True):
-                dA_q[...] = g
-                yield Y_q, dA_q
+                dA_q[p] = g[p]
+                yield Y_q[p], dA_q[p]
         monkeypatch.setattr(ConvBlock, "_routed", everywhere)
     elif broken == "statistics term":   # general: inv_std halved; fold: W2 @ S dropped from dW
         index, how = (3, np.zeros_like) if block.fold else (4, lambda a: a / 2)

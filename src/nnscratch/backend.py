@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from . import threads
 from .errors import DeviceError
 
 #: dtypes a model may compute in
@@ -73,6 +74,10 @@ class Backend:
     #: NumPy's own implementation, without the ``__array_function__`` dispatch in front of it
     #: (``np.dot._implementation``, NEP 18), which costs a fifth of a small product's time
     dot: Callable[..., Any] | None = None
+    #: ``parallel(fn, n, size=None)``: call ``fn(part)`` for slices ``part`` covering
+    #: ``range(n)``, at once in several threads on the CPU (:func:`nnscratch.threads.split`),
+    #: as one call ``fn(slice(0, n))`` on a GPU, which parallelises each operation itself
+    parallel: Callable[..., None] = threads.serial
 
     def __post_init__(self) -> None:
         xp = self.xp
@@ -104,7 +109,7 @@ def _take_rows_cpu(a: np.ndarray, indices: np.ndarray, out: np.ndarray) -> np.nd
 
 
 CPU = Backend("cpu", np, np.asarray, np.asarray, _upload_cpu, _erf_cpu,
-              np.lib.stride_tricks.sliding_window_view, _take_rows_cpu)
+              np.lib.stride_tricks.sliding_window_view, _take_rows_cpu, parallel=threads.split)
 
 #: the backend of each array type seen so far: ``backend_of`` looks arrays up here
 _BY_ARRAY_TYPE: dict[type, Backend] = {np.ndarray: CPU}

@@ -188,15 +188,20 @@ class ConvBlock:
         col, Y, P = ws["col"], ws["Y"], ws["P"]
         K, L = ws["dWT"].shape[0], ws["ones"].shape[0]
         W2, Y2 = W.reshape(o, K), Y.reshape(o, L)
+        par, c = conv.backend.parallel, x.shape[1]     # (par: each part of the channels at once)
         # im2col, as in Conv2D.forward: xpad[c, ph + h, pw + w, n] = X[n, c, h, w]
-        xp.copyto(ws["xpad"][:, ph:ph + h, pw:pw + w], x.transpose(1, 2, 3, 0))
-        xp.copyto(ws["col6"], ws["win"])
+        xpad, xT, col6, win = ws["xpad"], x.transpose(1, 2, 3, 0), ws["col6"], ws["win"]
+
+        def im2col(p: slice) -> None:
+            xp.copyto(xpad[p, ph:ph + h, pw:pw + w], xT[p])
+            xp.copyto(col6[p], win[p])
+        par(im2col, c, col6.size)
         gamma, beta = bn.params["gamma"], bn.params["beta"]
         if self.fold:
             # statistics from the patches: colc = col - m, S = colc @ colc.T / L
             colc = col[:K]
             m = (colc @ ws["ones"]) / L
-            colc -= m[:, None]
+            par(lambda p: colc[p].__isub__(m[p, None]), K, colc.size)
             S = (colc @ colc.T) / L
             WS = W2 @ S
             var = xp.maximum(xp.einsum("ij,ij->i", WS, W2), 0)      # var = W2 S W2.T, per row
@@ -205,61 +210,76 @@ class ConvBlock:
             bn._update_running(W2 @ m + conv.params["b"], var, L)   # mu = W2 @ m + b
             # Y = A = a * (W2 @ colc) + beta: one product with [a * W2, beta]
             xp.dot(xp.concatenate([W2 * a[:, None], beta[:, None]], axis=1), col, out=Y2)
-            M = self._pool(ws)
-            xp.maximum(M, 0, out=P)                                 # P = ReLU(max over windows)
+            M = ws["M"]
+
+            def pool_relu(p: slice) -> None:
+                self._pool(ws, p)
+                xp.maximum(M[p], 0, out=P[p])                       # P = ReLU(max over windows)
+            par(pool_relu, o, Y.size)
             self._ctx = (ws, W2, S, WS, inv_std, a)
         else:
             s = xp.where(gamma < 0, -1, 1).astype(W.dtype)          # sign(gamma), +1 at 0
             Ws = W2 * s[:, None]
             xp.dot(Ws, col, out=Y2)                                 # Zs = (s * W2) @ col
             mus = (Y2 @ ws["ones"]) / L
-            Y2 -= mus[:, None]                                      # Xc = Zs - mean(Zs)
-            var = xp.einsum("ij,ij->i", Y2, Y2) / L                 # var = mean(Xc**2)
+            var = xp.empty_like(mus)
+
+            def center(p: slice) -> None:
+                Y2[p] -= mus[p, None]                               # Xc = Zs - mean(Zs)
+                xp.einsum("ij,ij->i", Y2[p], Y2[p], out=var[p])     # var = mean(Xc**2) (* L)
+            par(center, o, Y2.size)
+            var /= L
             inv_std = 1 / xp.sqrt(var + bn.eps)
             abs_a = abs(gamma) * inv_std
             bn._update_running(s * mus + conv.params["b"], var, L)  # mu = s*mean(Zs) + b
-            M = self._pool(ws)
-            xp.multiply(M, abs_a[:, None, None, None], out=P)           # P = ReLU(|a| * M + beta)
-            P += beta[:, None, None, None]
-            xp.maximum(P, 0, out=P)
+            M = ws["M"]
+
+            def pool_bn_relu(p: slice) -> None:
+                self._pool(ws, p)
+                Pp = P[p]
+                xp.multiply(M[p], abs_a[p, None, None, None], out=Pp)  # P = ReLU(|a| * M + beta)
+                Pp += beta[p, None, None, None]
+                xp.maximum(Pp, 0, out=Pp)
+            par(pool_bn_relu, o, Y.size)
             self._ctx = (ws, s, Ws, M, inv_std, abs_a)
         return P.transpose(3, 0, 1, 2)
 
-    def _pool(self, ws: dict[str, Any]) -> Any:
-        """M: the maximum of each window of Y, over its offsets (Y itself without pooling), and
-        which offsets raised the running maximum (``gt``, for backward)."""
+    def _pool(self, ws: dict[str, Any], p: slice) -> None:
+        """M[p]: the maximum of each window of Y, over its offsets, for the channels ``p`` (M is
+        Y itself without pooling), and which offsets raised the running maximum (``gt``, for
+        backward)."""
         if not self.pool:
-            return ws["M"]
-        xp, M, (first, *rest) = self.conv.xp, ws["M"], ws["Yq"]
-        xp.copyto(M, first)
+            return
+        xp, M, (first, *rest) = self.conv.xp, ws["M"][p], ws["Yq"]
+        xp.copyto(M, first[p])
         for Y_q, gt in zip(rest, ws["gt"], strict=True):
-            xp.greater(Y_q, M, out=gt)
-            xp.maximum(M, Y_q, out=M)
-        return M
+            xp.greater(Y_q[p], M, out=gt[p])
+            xp.maximum(M, Y_q[p], out=M)
 
-    def _routed(self, g: Any, ws: dict[str, Any]) -> Any:
-        """Yield ``(Y_q, dA_q)`` for each window offset ``q``: ``dA_q`` is ``g`` where offset
-        ``q`` holds its window's first maximum (offsets in row-major order, as MaxPool2D), zero
-        elsewhere (written into ``ws["dA"]``); without pooling, ``(Y, g)``.
+    def _routed(self, g: Any, ws: dict[str, Any], p: slice) -> Any:
+        """Yield ``(Y_q, dA_q)`` for each window offset ``q``, for the channels ``p``: ``dA_q`` is
+        ``g`` where offset ``q`` holds its window's first maximum (offsets in row-major order, as
+        MaxPool2D), zero elsewhere (written into ``ws["dA"]``); without pooling, ``(Y, g)``.
 
         The first maximum is at the last offset that beat the running maximum of the offsets
         before it (``gt``, from forward; ties do not beat it), or at offset 0 if none did. So,
         from the last offset back: ``hit = gt & ~taken``, ``taken |= gt``, and ``hit = ~taken``
         for offset 0."""
         if not self.pool:
-            yield ws["Y"], g
+            yield ws["Y"][p], g[p]
             return
-        xp, hit, taken = self.conv.xp, ws["mask"], ws["taken"]
+        xp, hit, taken, g = self.conv.xp, ws["mask"][p], ws["taken"][p], g[p]
         taken.fill(False)
         for q in range(len(ws["Yq"]) - 1, -1, -1):
             if q:
-                gt = ws["gt"][q - 1]
+                gt = ws["gt"][q - 1][p]
                 xp.greater(gt, taken, out=hit)          # gt & ~taken (booleans)
                 taken |= gt
             else:
                 xp.logical_not(taken, out=hit)
-            xp.multiply(g, hit, out=ws["dAq"][q])
-            yield ws["Yq"][q], ws["dAq"][q]
+            dA_q = ws["dAq"][q][p]
+            xp.multiply(g, hit, out=dA_q)
+            yield ws["Yq"][q][p], dA_q
 
     # -- backward ---------------------------------------------------------------------------------
     def backward(self, grad_y: Any, input_grad: bool = True) -> Any:
@@ -269,16 +289,22 @@ class ConvBlock:
         col, Y, P, g, mask = ws["col"], ws["Y"], ws["P"], ws["g"], ws["mask"]
         K, o = ws["dWT"].shape
         L = ws["ones"].shape[0]
-        xp.greater(P, 0, out=mask)                                  # ReLU backward
-        xp.multiply(grad_y.transpose(1, 2, 3, 0), mask, out=g)      # g = dP * (P > 0)
+        par, gyT = conv.backend.parallel, grad_y.transpose(1, 2, 3, 0)
+
+        def relu_backward(p: slice) -> None:
+            xp.greater(P[p], 0, out=mask[p])                        # ReLU backward
+            xp.multiply(gyT[p], mask[p], out=g[p])                  # g = dP * (P > 0)
+        par(relu_backward, o, g.size)
         dbeta = g.reshape(o, -1) @ ws["ones_p"]                     # sum(dA) = sum(g)
         bn.grads["beta"][...] = dbeta
         conv.grads["b"].fill(0)                                     # cancels in batch norm
         Y2 = Y.reshape(o, L)
         if self.fold:
             _, W2, S, WS, inv_std, a = self._ctx
-            for _ in self._routed(g, ws):                           # dA, into ws["dA"]
-                pass
+            def route(p: slice) -> None:                            # dA, into ws["dA"]
+                for _ in self._routed(g, ws, p):
+                    pass
+            par(route, o, Y.size)
             dA = (ws["dA"] if self.pool else g).reshape(o, L)
             colc = col[:K]
             R = dA @ colc.T                                         # (O, K)
@@ -291,19 +317,27 @@ class ConvBlock:
                 return None
             # dZ = a * (dA - dbeta / L) - a * inv_std * dgamma / L * (W2 @ colc), into Y
             xp.dot(W2, colc, out=Y2)
-            Y2 *= (-a * inv_std * dgamma / L)[:, None]
-            Y2 += (-a * dbeta / L)[:, None]
-            dA *= a[:, None]
-            Y2 += dA
+            k, c = (-a * inv_std * dgamma / L)[:, None], (-a * dbeta / L)[:, None]
+
+            def combine(p: slice) -> None:
+                Y2[p] *= k[p]
+                Y2[p] += c[p]
+                dA[p] *= a[p, None]
+                Y2[p] += dA[p]
+            par(combine, o, Y2.size)
             return self._input_gradient(W2, Y2, ws)
         _, s, Ws, M, inv_std, abs_a = self._ctx
         D = xp.einsum("ij,ij->i", g.reshape(o, -1), M.reshape(o, -1))   # sum(g * Xc at maxima)
         xp.multiply(s * inv_std, D, out=bn.grads["gamma"])
-        g *= abs_a[:, None, None, None]                                 # |a| * g
-        Y2 *= (-abs_a * inv_std * inv_std * D / L)[:, None]         # dXs = k * Xc + c + |a| * dA,
-        Y2 += (-abs_a * dbeta / L)[:, None]                         #   in place over Xc
-        for Y_q, dA_q in self._routed(g, ws):
-            Y_q += dA_q
+        k, c = (-abs_a * inv_std * inv_std * D / L)[:, None], (-abs_a * dbeta / L)[:, None]
+
+        def dxs(p: slice) -> None:
+            g[p] *= abs_a[p, None, None, None]                      # |a| * g
+            Y2[p] *= k[p]                                           # dXs = k * Xc + c + |a| * dA,
+            Y2[p] += c[p]                                           #   in place over Xc
+            for Y_q, dA_q in self._routed(g, ws, p):
+                Y_q += dA_q
+        par(dxs, o, Y2.size)
         dWT = ws["dWT"]
         xp.dot(col, Y2.T, out=dWT)                                  # (dXs @ col.T).T
         xp.multiply(dWT.T, s[:, None], out=conv.grads["W"].reshape(o, K))   # dW = s * dWs
@@ -326,8 +360,10 @@ class ConvBlock:
         dcol = ws["dcol"]
         xp.dot(W2.T, dZ, out=dcol.reshape(W2.shape[1], -1))
         if not self.offset_major:   # straight into dX (C, H, W, N), returned batch-last
-            conv._col2im_unpadded(dcol, ws["dX"])
-            return ws["dX"].transpose(3, 0, 1, 2)
+            dX = ws["dX"]
+            conv.backend.parallel(lambda p: conv._col2im_unpadded(dcol[p], dX[p]),
+                                  dX.shape[0], dcol.size)
+            return dX.transpose(3, 0, 1, 2)
         dxp = ws["dxp"]
         (kh, kw), (sh, sw) = conv.kernel_size, conv.stride
         c, _, _, k, _, hp, wp, n = dcol.shape

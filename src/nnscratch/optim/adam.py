@@ -54,38 +54,51 @@ class Adam(Optimizer):
         if self.clip_norm is not None:
             self.clip_gradients()
         self.t += 1
-        (b1, b2), lr, eps, wd = self.betas, self.lr, self.eps, self.weight_decay
+        (b1, b2), lr = self.betas, self.lr
         step_size = lr / (1 - b1**self.t)
         inv_sqrt_bc2 = 1 / math.sqrt(1 - b2**self.t)
-        xp = self.xp
+        xp, par = self.xp, self.backend.parallel
         for (p, g), st in zip(self.pairs, self.state, strict=True):
             if not st:
                 st.update(m=xp.zeros_like(p), v=xp.zeros_like(p), d=xp.empty_like(p),
                           s=xp.empty_like(p))
-            m, v, d, s = st["m"], st["v"], st["d"], st["s"]
-            if wd and self.decoupled:
-                p *= 1 - lr * wd                  # AdamW: p = p - lr * lambda * p
-            if wd and not self.decoupled:
-                xp.multiply(p, wd, out=d)         # Adam: g = g + lambda * p
-                d += g
+            arrays = (p, g, st["m"], st["v"], st["d"], st["s"])
+            if all(a.flags.c_contiguous for a in arrays):
+                # the update is element-wise: each part of the flattened arrays in its own thread
+                flat = [a.reshape(-1) for a in arrays]
+                par(lambda part: self._update(*(a[part] for a in flat), step_size, inv_sqrt_bc2),
+                    p.size, p.size)
             else:
-                d = g                             # (read only below)
-            m *= b1                               # m = b1 * m + (1 - b1) * g
-            xp.multiply(d, 1 - b1, out=s)
-            m += s
-            v *= b2                               # v = b2 * v + (1 - b2) * g**2
-            xp.multiply(d, d, out=s)
-            s *= 1 - b2
-            v += s
-            if step_size == 0:                    # lr = 0 (e.g. the end of a cosine schedule)
-                continue
-            # p -= step_size * m / (sqrt(v) * inv_sqrt_bc2 + eps), with step_size moved into the
-            # denominator: one pass fewer over the parameters
-            xp.sqrt(v, out=s)                     # (sqrt(v) / sqrt(1 - b2**t) + eps) / step_size
-            s *= inv_sqrt_bc2 / step_size
-            s += eps / step_size
-            xp.divide(m, s, out=s)
-            p -= s
+                self._update(*arrays, step_size, inv_sqrt_bc2)
+
+    def _update(self, p: Any, g: Any, m: Any, v: Any, d: Any, s: Any, step_size: float,
+                inv_sqrt_bc2: float) -> None:
+        """The update of (part of) one parameter ``p`` with gradient ``g``, moments ``m`` and
+        ``v``, and scratch arrays ``d`` and ``s``, in place."""
+        (b1, b2), lr, eps, wd, xp = self.betas, self.lr, self.eps, self.weight_decay, self.xp
+        if wd and self.decoupled:
+            p *= 1 - lr * wd                      # AdamW: p = p - lr * lambda * p
+        if wd and not self.decoupled:
+            xp.multiply(p, wd, out=d)             # Adam: g = g + lambda * p
+            d += g
+        else:
+            d = g                                 # (read only below)
+        m *= b1                                   # m = b1 * m + (1 - b1) * g
+        xp.multiply(d, 1 - b1, out=s)
+        m += s
+        v *= b2                                   # v = b2 * v + (1 - b2) * g**2
+        xp.multiply(d, d, out=s)
+        s *= 1 - b2
+        v += s
+        if step_size == 0:                        # lr = 0 (e.g. the end of a cosine schedule)
+            return
+        # p -= step_size * m / (sqrt(v) * inv_sqrt_bc2 + eps), with step_size moved into the
+        # denominator: one pass fewer over the parameters
+        xp.sqrt(v, out=s)                         # (sqrt(v) / sqrt(1 - b2**t) + eps) / step_size
+        s *= inv_sqrt_bc2 / step_size
+        s += eps / step_size
+        xp.divide(m, s, out=s)
+        p -= s
 
 
 class AdamW(Adam):

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import backend_of
+from ..backend import CPU, backend_of
 from ..validation import check_positive_float
 
 Pairs = Sequence[tuple[np.ndarray, np.ndarray]]
@@ -26,7 +26,8 @@ class Optimizer:
             clip_norm, f"{name} clip_norm")
         self.pairs: list[tuple[np.ndarray, np.ndarray]] = []
         self.state: list[dict[str, Any]] = []
-        #: the array module of the bound arrays (NumPy, or CuPy for a model on a GPU)
+        #: the backend and array module of the bound arrays (NumPy, or CuPy on a GPU)
+        self.backend = CPU
         self.xp = np
 
     def bind(self, pairs: Pairs) -> None:
@@ -40,7 +41,8 @@ class Optimizer:
                     raise ValueError("each parameter and its gradient must match in shape and dtype")
             self.pairs = pairs
             self.state = [{} for _ in pairs]
-            self.xp = backend_of(pairs[0][0]).xp if pairs else np
+            self.backend = backend_of(pairs[0][0]) if pairs else CPU
+            self.xp = self.backend.xp
 
     def step(self) -> None:
         raise NotImplementedError
