@@ -85,8 +85,10 @@ def _get_workers(count: int) -> list[tuple[queue.SimpleQueue, queue.SimpleQueue]
 def split(fn: Callable[[slice], Any], n: int, size: int | None = None) -> None:
     """Call ``fn(part)`` for consecutive slices ``part`` that together cover ``range(n)``, in
     :data:`THREADS` threads at once, and return when all are done (re-raising the first error).
-    ``fn`` must only write elements that belong to its part. ``size``, the number of elements
-    the pass touches, lets small passes run as one call ``fn(slice(0, n))`` in this thread."""
+    ``fn`` must only write elements that belong to its part, and must not call BLAS (``@``,
+    ``dot``): OpenBLAS called from two threads at once ran 5-10x slower here. ``size``, the
+    number of elements the pass touches, lets small passes run as one call ``fn(slice(0, n))``
+    in this thread."""
     parts = min(THREADS, n)
     if parts < 2 or (size is not None and size < MIN_SIZE):
         fn(slice(0, n))
