@@ -195,13 +195,13 @@ class ConvBlock:
         def im2col(p: slice) -> None:
             xp.copyto(xpad[p, ph:ph + h, pw:pw + w], xT[p])
             xp.copyto(col6[p], win[p])
-        par(im2col, c, col6.size)
+        par(im2col, c, 2 * col6.size)
         gamma, beta = bn.params["gamma"], bn.params["beta"]
         if self.fold:
             # statistics from the patches: colc = col - m, S = colc @ colc.T / L
             colc = col[:K]
             m = (colc @ ws["ones"]) / L
-            par(lambda p: colc[p].__isub__(m[p, None]), K, colc.size)
+            par(lambda p: colc[p].__isub__(m[p, None]), K, 2 * colc.size)
             S = (colc @ colc.T) / L
             WS = W2 @ S
             var = xp.maximum(xp.einsum("ij,ij->i", WS, W2), 0)      # var = W2 S W2.T, per row
@@ -215,7 +215,7 @@ class ConvBlock:
             def pool_relu(p: slice) -> None:
                 self._pool(ws, p)
                 xp.maximum(M[p], 0, out=P[p])                       # P = ReLU(max over windows)
-            par(pool_relu, o, Y.size)
+            par(pool_relu, o, 2 * Y.size)
             self._ctx = (ws, W2, S, WS, inv_std, a)
         else:
             s = xp.where(gamma < 0, -1, 1).astype(W.dtype)          # sign(gamma), +1 at 0
@@ -227,7 +227,7 @@ class ConvBlock:
             def center(p: slice) -> None:
                 Y2[p] -= mus[p, None]                               # Xc = Zs - mean(Zs)
                 xp.einsum("ij,ij->i", Y2[p], Y2[p], out=var[p])     # var = mean(Xc**2) (* L)
-            par(center, o, Y2.size)
+            par(center, o, 3 * Y2.size)
             var /= L
             inv_std = 1 / xp.sqrt(var + bn.eps)
             abs_a = abs(gamma) * inv_std
@@ -240,7 +240,7 @@ class ConvBlock:
                 xp.multiply(M[p], abs_a[p, None, None, None], out=Pp)  # P = ReLU(|a| * M + beta)
                 Pp += beta[p, None, None, None]
                 xp.maximum(Pp, 0, out=Pp)
-            par(pool_bn_relu, o, Y.size)
+            par(pool_bn_relu, o, 2 * Y.size)
             self._ctx = (ws, s, Ws, M, inv_std, abs_a)
         return P.transpose(3, 0, 1, 2)
 
@@ -294,7 +294,7 @@ class ConvBlock:
         def relu_backward(p: slice) -> None:
             xp.greater(P[p], 0, out=mask[p])                        # ReLU backward
             xp.multiply(gyT[p], mask[p], out=g[p])                  # g = dP * (P > 0)
-        par(relu_backward, o, g.size)
+        par(relu_backward, o, 4 * g.size)
         dbeta = g.reshape(o, -1) @ ws["ones_p"]                     # sum(dA) = sum(g)
         bn.grads["beta"][...] = dbeta
         conv.grads["b"].fill(0)                                     # cancels in batch norm
@@ -304,7 +304,7 @@ class ConvBlock:
             def route(p: slice) -> None:                            # dA, into ws["dA"]
                 for _ in self._routed(g, ws, p):
                     pass
-            par(route, o, Y.size)
+            par(route, o, 2 * Y.size)
             dA = (ws["dA"] if self.pool else g).reshape(o, L)
             colc = col[:K]
             R = dA @ colc.T                                         # (O, K)
@@ -324,7 +324,7 @@ class ConvBlock:
                 Y2[p] += c[p]
                 dA[p] *= a[p, None]
                 Y2[p] += dA[p]
-            par(combine, o, Y2.size)
+            par(combine, o, 6 * Y2.size)
             return self._input_gradient(W2, Y2, ws)
         _, s, Ws, M, inv_std, abs_a = self._ctx
         D = xp.einsum("ij,ij->i", g.reshape(o, -1), M.reshape(o, -1))   # sum(g * Xc at maxima)
@@ -337,7 +337,7 @@ class ConvBlock:
             Y2[p] += c[p]                                           #   in place over Xc
             for Y_q, dA_q in self._routed(g, ws, p):
                 Y_q += dA_q
-        par(dxs, o, Y2.size)
+        par(dxs, o, 5 * Y2.size)
         dWT = ws["dWT"]
         xp.dot(col, Y2.T, out=dWT)                                  # (dXs @ col.T).T
         xp.multiply(dWT.T, s[:, None], out=conv.grads["W"].reshape(o, K))   # dW = s * dWs
@@ -362,7 +362,7 @@ class ConvBlock:
         if not self.offset_major:   # straight into dX (C, H, W, N), returned batch-last
             dX = ws["dX"]
             conv.backend.parallel(lambda p: conv._col2im_unpadded(dcol[p], dX[p]),
-                                  dX.shape[0], dcol.size)
+                                  dX.shape[0], 3 * dcol.size)
             return dX.transpose(3, 0, 1, 2)
         dxp = ws["dxp"]
         (kh, kw), (sh, sw) = conv.kernel_size, conv.stride

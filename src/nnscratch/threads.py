@@ -50,8 +50,9 @@ def _default_threads() -> int:
 #: ``NNSCRATCH_THREADS`` if set, else the cores this process may use, at most 4 (memory-bound
 #: passes gain little beyond); 1 runs everything in the calling thread
 THREADS = _default_threads()
-#: passes over fewer elements than this run on one thread (a hand-over costs ~20 us)
-MIN_SIZE = 1 << 16
+#: passes that read and write fewer elements than this in all run in the calling thread: a
+#: hand-over to the workers costs ~50 us here, a pass over 2**20 float32 values ~100-200 us
+MIN_SIZE = 1 << 20
 
 _workers: list[tuple[queue.SimpleQueue, queue.SimpleQueue]] = []
 _owner_pid: int | None = None
@@ -87,8 +88,8 @@ def split(fn: Callable[[slice], Any], n: int, size: int | None = None) -> None:
     :data:`THREADS` threads at once, and return when all are done (re-raising the first error).
     ``fn`` must only write elements that belong to its part, and must not call BLAS (``@``,
     ``dot``): OpenBLAS called from two threads at once ran 5-10x slower here. ``size``, the
-    number of elements the pass touches, lets small passes run as one call ``fn(slice(0, n))``
-    in this thread."""
+    number of elements the pass reads and writes (about), lets small passes run as one call
+    ``fn(slice(0, n))`` in this thread."""
     parts = min(THREADS, n)
     if parts < 2 or (size is not None and size < MIN_SIZE):
         fn(slice(0, n))
