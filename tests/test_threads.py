@@ -105,7 +105,8 @@ def test_a_forked_child_makes_its_own_workers(n_threads):
 def _train(model_fn, optimizer_fn, X, y):
     model = model_fn()
     history = model.fit(X, y, epochs=2, batch_size=32, optimizer=optimizer_fn())
-    return [p.copy() for _, p, _ in model.named_parameters()], history["loss"]
+    params = [p.copy() for _, p, _ in model.named_parameters()]
+    return params, history["loss"], model.predict_proba(X)
 
 
 def _cnn():
@@ -115,12 +116,13 @@ def _cnn():
                       input_shape=(1, 8, 8), seed=3, dtype="float32")
 
 
+@pytest.mark.parametrize("blocks", [True, False])   # conv blocks, or the layers one by one
 @pytest.mark.parametrize("optimizer_fn", [lambda: Adam(lr=1e-2),
                                           lambda: AdamW(lr=1e-2, weight_decay=0.1)])
-def test_training_is_bit_identical_in_one_or_several_threads(optimizer_fn, scaled, n_threads,
-                                                             monkeypatch):
+def test_training_is_bit_identical_in_one_or_several_threads(optimizer_fn, blocks, scaled,
+                                                             n_threads, monkeypatch):
     monkeypatch.setattr(threads, "MIN_SIZE", 1)   # split even these small arrays
-    assert convblock.ENABLED
+    monkeypatch.setattr(convblock, "ENABLED", blocks)
     X, y = scaled[0][:200].reshape(-1, 1, 8, 8).astype(np.float32), scaled[1][:200]
     runs = {}
     for count in (1, 2, 3):
@@ -129,7 +131,30 @@ def test_training_is_bit_identical_in_one_or_several_threads(optimizer_fn, scale
     for count in (2, 3):
         for p, q in zip(runs[1][0], runs[count][0], strict=True):
             np.testing.assert_array_equal(p, q)
-        np.testing.assert_array_equal(runs[1][1], runs[count][1])
+        np.testing.assert_array_equal(runs[1][1], runs[count][1])     # losses
+        np.testing.assert_array_equal(runs[1][2], runs[count][2])     # predictions
+
+
+def test_layers_split_their_passes(n_threads, monkeypatch):
+    """Conv2D (both layouts), MaxPool2D and BatchNorm hand their passes to the backend's
+    ``parallel`` (so the test above exercises their parts)."""
+    monkeypatch.setattr(threads, "MIN_SIZE", 1)
+    n_threads(2)
+    calls = []
+    real = threads.split
+
+    def spy(fn, n, size=None):
+        calls.append(fn.__qualname__.split(".<locals>")[0])
+        return real(fn, n, size)
+
+    object.__setattr__(CPU, "parallel", spy)      # (a frozen dataclass)
+    try:
+        model = _cnn()
+        model.predict_proba(np.zeros((5, 1, 8, 8), np.float32))
+    finally:
+        object.__setattr__(CPU, "parallel", real)
+    assert {"Conv2D._forward_batch_first", "Conv2D.forward", "MaxPool2D.forward",
+            "BatchNorm.forward"} <= set(calls), calls
 
 
 def test_adam_updates_a_non_contiguous_parameter_in_place():

@@ -194,9 +194,14 @@ class Conv2D(Layer):
         xpad, col, Yt = ws["xpad"], ws["col"], ws["Yt"]
         o, ho, wo = self.out_channels, col.shape[3], col.shape[4]
         # xpad[c, ph + h, pw + w, n] = X[n, c, h, w]  (the zero border stays from _buffers; a
-        # contiguous copy when X is itself batch-last)
-        xp.copyto(xpad[:, ph:ph + h, pw:pw + w], x.transpose(1, 2, 3, 0))
-        xp.copyto(col, ws["win"])                                        # col (C, kH, kW, Ho, Wo, N)
+        # contiguous copy when X is itself batch-last), then col (C, kH, kW, Ho, Wo, N); each
+        # part of the channels in its own thread (see nnscratch.threads)
+        xT, win = x.transpose(1, 2, 3, 0), ws["win"]
+
+        def im2col(p: slice) -> None:
+            xp.copyto(xpad[p, ph:ph + h, pw:pw + w], xT[p])
+            xp.copyto(col[p], win[p])
+        self.backend.parallel(im2col, c, 2 * col.size)
         W2 = W.reshape(o, -1)
         xp.dot(W2, col.reshape(-1, Yt.shape[1]), out=Yt)                 # Yt = W2 @ col
         if training:
@@ -208,9 +213,13 @@ class Conv2D(Layer):
         # prediction returns a fresh row-major Y, made in two steps: (Ho*Wo, N) -> (N, Ho*Wo)
         # within each output channel, then (O, N) -> (N, O) over contiguous Ho*Wo blocks, adding
         # b on the way; NumPy's one-step copy gathers with a stride of N elements, 1.5-3x slower
-        Y, YtT = xp.empty((n, o, ho, wo), W.dtype), ws["YtT"]
-        xp.copyto(YtT, Yt.reshape(o, ho * wo, n).transpose(0, 2, 1))
-        xp.add(YtT.transpose(1, 0, 2), self.params["b"][:, None], out=Y.reshape(n, o, ho * wo))
+        Y, YtT, b = xp.empty((n, o, ho, wo), W.dtype), ws["YtT"], self.params["b"][:, None]
+        Yt3, YtT_T, Y3 = Yt.reshape(o, ho * wo, n), YtT.transpose(1, 0, 2), Y.reshape(n, o, ho * wo)
+
+        def to_rows(p: slice) -> None:   # (each part of the output channels in its own thread)
+            xp.copyto(YtT[p], Yt3[p].transpose(0, 2, 1))
+            xp.add(YtT_T[:, p], b[p], out=Y3[:, p])
+        self.backend.parallel(to_rows, o, 4 * Yt.size)
         return Y
 
     def backward(self, grad_y: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
@@ -237,11 +246,15 @@ class Conv2D(Layer):
         W2 = self.params["W"].reshape(o, K)
         xp.dot(W2.T, dYt, out=dcol)                                        # dcol = W2.T @ dYt
         (kh, kw), c = self.kernel_size, dX.shape[1]
-        # col2im, straight into dXl[c, h, w, n] = dxp[c, ph + h, pw + w, n]
-        self._col2im_unpadded(dcol.reshape(c, kh, kw, ho, wo, n), dXl)
-        # dX[n, c, h, w] = dXl[c, h, w, n], in two steps as Y in forward
-        xp.copyto(ws["dXt"], dXl.transpose(0, 3, 1, 2))
-        xp.copyto(dX, ws["dXt"].transpose(1, 0, 2, 3))
+        dcol6, dXt = dcol.reshape(c, kh, kw, ho, wo, n), ws["dXt"]
+
+        def col2im(p: slice) -> None:    # (each part of the channels in its own thread)
+            # col2im, straight into dXl[c, h, w, n] = dxp[c, ph + h, pw + w, n]
+            self._col2im_unpadded(dcol6[p], dXl[p])
+            # dX[n, c, h, w] = dXl[c, h, w, n], in two steps as Y in forward
+            xp.copyto(dXt[p], dXl[p].transpose(0, 3, 1, 2))
+            xp.copyto(dX[:, p], dXt[p].transpose(1, 0, 2, 3))
+        self.backend.parallel(col2im, c, 3 * dcol.size)
         return dX
 
     def _windows(self, xpad: np.ndarray, lead: int) -> np.ndarray:
@@ -325,10 +338,13 @@ class Conv2D(Layer):
                 "xpad": xp.zeros((n, c, h + 2 * ph, w + 2 * pw), W.dtype),   # zero border kept
                 "col": xp.empty((n, c, kh, kw, ho, wo), W.dtype)}
             ws["win"] = self._windows(ws["xpad"], lead=2)                    # a view, made once
-        xpad, col = ws["xpad"], ws["col"]
+        xpad, col, win = ws["xpad"], ws["col"], ws["win"]
         ho, wo = col.shape[4:]
-        xp.copyto(xpad[:, :, ph:ph + h, pw:pw + w], x)                            # Xpad
-        xp.copyto(col, ws["win"])                                               # col (N, C, kH, kW, Ho, Wo)
+
+        def im2col(p: slice) -> None:    # (each part of the images in its own thread)
+            xp.copyto(xpad[p, :, ph:ph + h, pw:pw + w], x[p])                    # Xpad
+            xp.copyto(col[p], win[p])                                           # col (N, C, kH, kW, Ho, Wo)
+        self.backend.parallel(im2col, n, 2 * col.size)
         Y = ws.get("Y") if training else None
         if Y is None:
             Y = xp.empty((n, o, ho, wo), W.dtype)

@@ -72,10 +72,15 @@ class BatchNorm(Layer):
         if not training:
             # (X - running_mean) / sqrt(running_var + eps) * gamma + beta, as one multiply and one
             # add per value: X * a + (beta - running_mean * a) with a = gamma / sqrt(var + eps)
-            st = self.state
-            a = self.params["gamma"] / self.xp.sqrt(st["running_var"] + self.eps)
-            y = x * a.reshape(shape)
-            y += (self.params["beta"] - st["running_mean"] * a).reshape(shape)
+            st, xp = self.state, self.xp
+            a = self.params["gamma"] / xp.sqrt(st["running_var"] + self.eps)
+            a, shift = a.reshape(shape), (self.params["beta"] - st["running_mean"] * a).reshape(shape)
+            y = xp.empty_like(x, dtype=xp.result_type(x.dtype, a.dtype))  # (x's memory order)
+
+            def affine(p: slice) -> None:   # (each part of the features in its own thread)
+                xp.multiply(x[:, p], a[:, p], out=y[:, p])
+                y[:, p] += shift[:, p]
+            self.backend.parallel(affine, x.shape[1], 3 * x.size)
             return y
         n = x.size // self.num_features  # values per feature (per channel)
         if n < 2:

@@ -86,13 +86,16 @@ class MaxPool2D(_Pool2D):
             ws = (self._workspace.get((x.shape, batch_last(x)))
                   or self._make_workspace(x, ho, wo))
             y = ws["y"]
-            self.xp.copyto(y, self._offset(x, 0, 0, ho, wo))
         else:
-            y = self._offset(x, 0, 0, ho, wo).copy()
-        for u in range(k):
-            for v in range(k):
-                if u or v:
-                    self.xp.maximum(y, self._offset(x, u, v, ho, wo), out=y)
+            y = empty_images(self.xp, (x.shape[0], x.shape[1], ho, wo), x.dtype, batch_last(x))
+        offsets = [self._offset(x, u, v, ho, wo) for u in range(k) for v in range(k)]
+
+        def running_max(p: slice) -> None:   # (each part of the channels in its own thread)
+            yp = y[:, p]
+            self.xp.copyto(yp, offsets[0][:, p])
+            for x_uv in offsets[1:]:
+                self.xp.maximum(yp, x_uv[:, p], out=yp)
+        self.backend.parallel(running_max, x.shape[1], 2 * x.size)
         if training:
             self._x, self._ws = x, ws
         return y
