@@ -45,6 +45,20 @@ def _git_state() -> dict:
             "src_diff_sha1": hashlib.sha1(diff.encode()).hexdigest() if diff else None}
 
 
+def threads_info() -> dict:
+    """How this process splits element-wise work (``nnscratch.threads``, if nnscratch is
+    imported) and the OpenBLAS idle-thread timeout it loaded with."""
+    import sys
+
+    info: dict = {"OPENBLAS_THREAD_TIMEOUT": os.environ.get("OPENBLAS_THREAD_TIMEOUT")}
+    threads = sys.modules.get("nnscratch.threads")
+    if threads is not None:
+        count, why = threads.default_threads()
+        info.update(nnscratch_threads=threads.THREADS or count, why=why,
+                    short_timeout=threads.SHORT_TIMEOUT)
+    return info
+
+
 def blas_info() -> list[dict]:
     """What threadpoolctl sees in this process (call after numpy/sklearn are imported)."""
     from threadpoolctl import threadpool_info
@@ -100,11 +114,16 @@ def format_blas(blas: list[dict]) -> str:
 
 def spawn_worker(script: str, *args: str) -> dict:
     """Run ``python SCRIPT --worker ... ARGS`` in a fresh interpreter (the environment passed
-    through untouched) and return the JSON object its last ``{...}`` line prints."""
+    through as the user set it) and return the JSON object its last ``{...}`` line prints."""
     import sys
 
     cmd = [sys.executable, str(Path(script).resolve()), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    env = dict(os.environ)
+    threads = sys.modules.get("nnscratch.threads")
+    if threads is not None and threads.SET_BY_NNSCRATCH:
+        # set by an ``import nnscratch`` in this process: not for the peers' processes
+        env.pop("OPENBLAS_THREAD_TIMEOUT", None)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"worker {' '.join(args)} failed (exit {proc.returncode}):\n"
                            f"{proc.stderr[-3000:]}")

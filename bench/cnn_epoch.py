@@ -33,6 +33,7 @@ from _benchenv import (
     epoch_clock,
     format_blas,
     spawn_worker,
+    threads_info,
     torch_info,
     torch_twin,
     write_result,
@@ -113,7 +114,7 @@ def worker(name: str, data: str, epochs: int, device: str) -> None:
     import json
 
     result = {"nnscratch": run_nnscratch, "torch": run_torch}[name](data, epochs, device)
-    result.update(contender=name, blas=blas_info(),
+    result.update(contender=name, blas=blas_info(), threads=threads_info(),
                   median_epoch_seconds=statistics.median(result["epoch_seconds"]))
     print(json.dumps(result))
 

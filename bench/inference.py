@@ -20,7 +20,16 @@ import sys
 import timeit
 from pathlib import Path
 
-from _benchenv import blas_info, environment, format_blas, spawn_worker, torch_info, torch_twin, write_result
+from _benchenv import (
+    blas_info,
+    environment,
+    format_blas,
+    spawn_worker,
+    threads_info,
+    torch_info,
+    torch_twin,
+    write_result,
+)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -101,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         import json
 
         r = worker(args.worker, args.repeat)
-        print(json.dumps({"cases": r, "blas": blas_info(),
+        print(json.dumps({"cases": r, "blas": blas_info(), "threads": threads_info(),
                           "torch": torch_info() if args.worker == "torch" else None}))
         return 0
     env = environment()

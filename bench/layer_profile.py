@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
 
-    import nnscratch  # noqa: F401  (first, as the nnscratch command: see nnscratch.threads)
+    __import__("nnscratch")   # before NumPy, as the nnscratch command (see nnscratch.threads)
     import numpy as np
 
     from nnscratch.config import build_optimizer, load_toml, train_config

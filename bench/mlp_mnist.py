@@ -26,6 +26,7 @@ from _benchenv import (
     environment,
     format_blas,
     spawn_worker,
+    threads_info,
     torch_info,
     torch_train,
     write_result,
@@ -118,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
 
         r = {"nnscratch": run_nnscratch, "sklearn": run_sklearn, "torch": run_torch}[args.worker](
             args.epochs, args.device)
-        r.update(contender=args.worker, epoch_seconds=r["seconds"] / args.epochs, blas=blas_info())
+        r.update(contender=args.worker, epoch_seconds=r["seconds"] / args.epochs, blas=blas_info(),
+                 threads=threads_info())
         print(json.dumps(r))
         return 0
     import importlib.util

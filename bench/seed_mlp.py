@@ -39,7 +39,7 @@ import sys
 import time
 from pathlib import Path
 
-from _benchenv import blas_info, environment, format_blas, torch_train, write_result
+from _benchenv import blas_info, environment, format_blas, threads_info, torch_train, write_result
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "results" / "seed_mlp.json"
@@ -208,7 +208,7 @@ def worker(name: str, epochs: int) -> None:
     result = {"nnscratch": run_nnscratch, "floor": run_floor, "sklearn": run_sklearn,
               "torch": run_torch}[name](epochs)
     result["contender"] = name
-    result["blas"] = blas_info()
+    result["blas"], result["threads"] = blas_info(), threads_info()
     print(json.dumps(result))
 
 

@@ -183,14 +183,29 @@ def _run(code: str, **env: str) -> tuple[str, str]:
 
 
 def test_import_sets_openblas_timeout_unless_the_user_did():
-    code = "import nnscratch, os; print(os.environ['OPENBLAS_THREAD_TIMEOUT'])"
-    assert _run(code)[0] == threads.OPENBLAS_TIMEOUT
-    assert _run(code, OPENBLAS_THREAD_TIMEOUT="25")[0] == "25"
+    code = ("import nnscratch, os; from nnscratch import threads as t; "
+            "print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'), t.SHORT_TIMEOUT, "
+            "t.default_threads()[0])")
+    cores = min(len(os.sched_getaffinity(0)), 4)
+    assert _run(code)[0] == f"{threads.OPENBLAS_TIMEOUT} True {cores}"
+    assert _run(code, OPENBLAS_THREAD_TIMEOUT="25")[0] == "25 False 1"     # the user's, too long
+    assert _run(code, OPENBLAS_THREAD_TIMEOUT="16")[0] == f"16 True {cores}"
+    # NumPy (and OpenBLAS with its default timeout) loaded first: nothing set, one thread
+    assert _run("import numpy; " + code)[0] == "None False 1"
+    assert _run("import numpy; " + code, NNSCRATCH_THREADS="2")[0] == "None False 2"
 
 
 def test_nnscratch_threads_variable():
-    code = "import nnscratch.threads as t; print(t.THREADS)"
+    code = "import nnscratch.threads as t; print(t.default_threads()[0])"
     assert _run(code, NNSCRATCH_THREADS="3")[0] == "3"
     out, err = _run(code, NNSCRATCH_THREADS="two")
     assert "NNSCRATCH_THREADS must be a whole number" in err
     assert out == str(min(len(os.sched_getaffinity(0)), 4))
+
+
+def test_threads_decided_at_the_first_split(monkeypatch):
+    monkeypatch.setattr(threads, "THREADS", None)
+    monkeypatch.setattr(threads, "default_threads", lambda: (3, "test"))
+    seen = []
+    threads.split(lambda part: seen.append(part), 9)
+    assert threads.THREADS == 3 and len(seen) == 3

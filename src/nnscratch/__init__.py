@@ -4,17 +4,21 @@
 >>> from nnscratch.layers import Dense, ReLU
 """
 
-import os as _os
+from .threads import configure_openblas as _configure_openblas
 
-from .threads import OPENBLAS_TIMEOUT as _OPENBLAS_TIMEOUT
+# before NumPy is imported: OpenBLAS reads OPENBLAS_THREAD_TIMEOUT when it loads; a short one
+# frees the cores soon after a matrix product, for nnscratch's own element-wise threads
+_configure_openblas()
 
-# OpenBLAS reads this when NumPy loads it: its idle threads then free the other cores soon
-# after a matrix product, for nnscratch's own element-wise threads (see nnscratch.threads)
-_os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", _OPENBLAS_TIMEOUT)
-
-from .errors import DeviceError, InputError, ModelFileError, NNScratchError, TrainingDiverged
-from .model import Sequential, load_model
-from .training import History
+from .errors import (  # noqa: E402
+    DeviceError,
+    InputError,
+    ModelFileError,
+    NNScratchError,
+    TrainingDiverged,
+)
+from .model import Sequential, load_model  # noqa: E402
+from .training import History  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -14,15 +14,20 @@ for about 0.1 s (2**28 cycles) in case another product follows, so they hold the
 and a second thread of ours would just share a core with them (measured: col2im of the MNIST
 CNN's second block 2.8 ms alone, 2.6 ms split; 1.5 ms once OpenBLAS's threads go to sleep
 sooner). ``import nnscratch`` therefore sets the environment variable OpenBLAS reads when it
-loads, ``OPENBLAS_THREAD_TIMEOUT``, to :data:`OPENBLAS_TIMEOUT` (2**N cycles) unless it is
-already set. It takes effect only if NumPy was not imported before nnscratch (as with the
-``nnscratch`` command); otherwise the split still gives the same results, with less gain.
+loads, ``OPENBLAS_THREAD_TIMEOUT``, to :data:`OPENBLAS_TIMEOUT` (2**N cycles), unless the user set
+it. That takes effect only if NumPy was not imported before nnscratch (as with the
+``nnscratch`` command). Where it cannot (NumPy imported first, a timeout of more than 2**20
+cycles set by the user, or a BLAS other than OpenBLAS, whose threads may spin as long), the
+passes stay on one thread: split, they were measured slower there (a 784-256-128-10 MLP epoch
+with Adam: 130 ms split, 110 ms not; 95 ms split with the short timeout). ``NNSCRATCH_THREADS``
+overrides the choice. The results are the same either way.
 """
 
 from __future__ import annotations
 
 import os
 import queue
+import sys
 import threading
 import warnings
 from collections.abc import Callable
@@ -32,28 +37,66 @@ from typing import Any
 OPENBLAS_TIMEOUT = "18"
 
 
-def _default_threads() -> int:
+#: whether OpenBLAS's idle threads sleep soon after a product in this process (see
+#: configure_openblas); None until ``import nnscratch`` has run it
+SHORT_TIMEOUT: bool | None = None
+#: whether configure_openblas set OPENBLAS_THREAD_TIMEOUT (benchmarks keep it from their peers)
+SET_BY_NNSCRATCH = False
+
+
+def configure_openblas() -> None:
+    """Set ``OPENBLAS_THREAD_TIMEOUT`` (see the module docstring) unless the user did or NumPy,
+    and with it OpenBLAS, is loaded already; record in :data:`SHORT_TIMEOUT` whether the
+    timeout in effect is short. Run by ``import nnscratch`` before it imports NumPy."""
+    global SHORT_TIMEOUT, SET_BY_NNSCRATCH
+    user = os.environ.get("OPENBLAS_THREAD_TIMEOUT", "").strip()
+    if user:
+        SHORT_TIMEOUT = user.isdigit() and int(user) <= 20
+    elif "numpy" in sys.modules:     # OpenBLAS loaded already, with its default of 2**28 cycles
+        SHORT_TIMEOUT = False
+    else:
+        os.environ["OPENBLAS_THREAD_TIMEOUT"] = OPENBLAS_TIMEOUT
+        SHORT_TIMEOUT = SET_BY_NNSCRATCH = True
+
+
+def _numpy_blas_is_openblas() -> bool:
+    try:
+        import numpy as np
+
+        name = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
+    except Exception:  # an older NumPy or an unusual build: do not guess
+        return False
+    return "openblas" in str(name).lower()
+
+
+def default_threads() -> tuple[int, str]:
+    """The number of parts :func:`split` makes by default, and why."""
     value = os.environ.get("NNSCRATCH_THREADS", "").strip()
     if value:
         if value.isdigit() and int(value) >= 1:
-            return int(value)
+            return int(value), "NNSCRATCH_THREADS"
         warnings.warn(f"NNSCRATCH_THREADS must be a whole number >= 1, got {value!r}; "
                       "ignoring it", stacklevel=2)
+    if not SHORT_TIMEOUT:
+        return 1, ("OpenBLAS's threads keep spinning after each product (NumPy was imported "
+                   "before nnscratch, or OPENBLAS_THREAD_TIMEOUT is above 20)")
+    if not _numpy_blas_is_openblas():
+        return 1, "NumPy's BLAS is not OpenBLAS"
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cores = os.cpu_count() or 1
-    return max(1, min(cores, 4))
+    return max(1, min(cores, 4)), "the cores this process may use (at most 4)"
 
 
-#: how many parts :func:`split` splits a pass into: the environment variable
-#: ``NNSCRATCH_THREADS`` if set, else the cores this process may use, at most 4 (memory-bound
-#: passes gain little beyond); 1 runs everything in the calling thread
-THREADS = _default_threads()
+#: how many parts :func:`split` splits a pass into; None: :func:`default_threads`, decided at
+#: the first split (``NNSCRATCH_THREADS`` if set, else the cores this process may use, at most
+#: 4, as memory-bound passes gain little beyond, where OpenBLAS's threads sleep soon enough;
+#: else 1). Set it to 1 to run everything in the calling thread
+THREADS: int | None = None
 #: passes that read and write fewer elements than this in all run in the calling thread: a
 #: hand-over to the workers costs ~50 us here, a pass over 2**20 float32 values ~100-200 us
 MIN_SIZE = 1 << 20
-
 _workers: list[tuple[queue.SimpleQueue, queue.SimpleQueue]] = []
 _owner_pid: int | None = None
 
@@ -90,6 +133,9 @@ def split(fn: Callable[[slice], Any], n: int, size: int | None = None) -> None:
     ``dot``): OpenBLAS called from two threads at once ran 5-10x slower here. ``size``, the
     number of elements the pass reads and writes (about), lets small passes run as one call
     ``fn(slice(0, n))`` in this thread."""
+    global THREADS
+    if THREADS is None:
+        THREADS = default_threads()[0]
     parts = min(THREADS, n)
     if parts < 2 or (size is not None and size < MIN_SIZE):
         fn(slice(0, n))

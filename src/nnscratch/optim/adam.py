@@ -66,7 +66,8 @@ class Adam(Optimizer):
             if all(a.flags.c_contiguous for a in arrays):
                 # the update is element-wise: each part of the flattened arrays in its own thread
                 flat = [a.reshape(-1) for a in arrays]
-                par(lambda part: self._update(*(a[part] for a in flat), step_size, inv_sqrt_bc2),
+                par(lambda part, flat=flat: self._update(*(a[part] for a in flat), step_size,
+                                                         inv_sqrt_bc2),
                     p.size, 15 * p.size)   # (about 15 reads and writes per element)
             else:
                 self._update(*arrays, step_size, inv_sqrt_bc2)
