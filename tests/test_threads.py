@@ -85,6 +85,40 @@ def test_an_error_here_still_waits_for_the_workers(n_threads):
     assert done.is_set()
 
 
+def test_a_split_inside_a_part_runs_in_that_thread(n_threads):
+    n_threads(2)
+    out = np.zeros((4, 6))
+
+    def outer(part):
+        def inner(cols):
+            out[part, cols] += 1
+        threads.split(inner, 6)       # would wait forever on the busy workers
+    threads.split(outer, 4)
+    np.testing.assert_array_equal(out, 1)
+
+
+def test_splits_from_two_threads_at_once_are_each_complete(n_threads):
+    n_threads(2)
+    outs = [np.zeros(1000) for _ in range(2)]
+    errors = []
+
+    def user(k):
+        try:
+            for _ in range(200):
+                outs[k][:] = 0
+                threads.split(lambda part: outs[k].__setitem__(part, outs[k][part] + 1), 1000)
+                assert (outs[k] == 1).all()
+        except BaseException as exc:
+            errors.append(exc)
+
+    users = [threading.Thread(target=user, args=(k,)) for k in range(2)]
+    for t in users:
+        t.start()
+    for t in users:
+        t.join()
+    assert not errors, errors
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_makes_its_own_workers(n_threads):
     n_threads(2)

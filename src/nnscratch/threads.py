@@ -99,6 +99,19 @@ THREADS: int | None = None
 MIN_SIZE = 1 << 20
 _workers: list[tuple[queue.SimpleQueue, queue.SimpleQueue]] = []
 _owner_pid: int | None = None
+#: held while a split uses the workers: a split from another thread (two models trained at once)
+#: or from inside a part runs in its own thread instead of waiting (or deadlocking) on them
+_busy = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    global _busy
+    _busy = threading.Lock()     # (a lock held by a parent's thread would stay held here)
+    _workers.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _work(inbox: queue.SimpleQueue, outbox: queue.SimpleQueue) -> None:
@@ -132,14 +145,22 @@ def split(fn: Callable[[slice], Any], n: int, size: int | None = None) -> None:
     ``fn`` must only write elements that belong to its part, and must not call BLAS (``@``,
     ``dot``): OpenBLAS called from two threads at once ran 5-10x slower here. ``size``, the
     number of elements the pass reads and writes (about), lets small passes run as one call
-    ``fn(slice(0, n))`` in this thread."""
+    ``fn(slice(0, n))`` in this thread; so does a split made while another one is under way
+    (from another thread, or from inside a part)."""
     global THREADS
     if THREADS is None:
         THREADS = default_threads()[0]
     parts = min(THREADS, n)
-    if parts < 2 or (size is not None and size < MIN_SIZE):
+    if parts < 2 or (size is not None and size < MIN_SIZE) or not _busy.acquire(blocking=False):
         fn(slice(0, n))
         return
+    try:
+        _split(fn, n, parts)
+    finally:
+        _busy.release()
+
+
+def _split(fn: Callable[[slice], Any], n: int, parts: int) -> None:
     bounds = [n * i // parts for i in range(parts + 1)]
     workers = _get_workers(parts - 1)
     for (inbox, _), lo, hi in zip(workers, bounds[1:-1], bounds[2:], strict=True):
