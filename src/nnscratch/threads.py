@@ -4,10 +4,11 @@ NumPy runs an element-wise operation (a copy, an add, a comparison) on one core,
 matrix products of a step already use them all (OpenBLAS's threads). Most of a conv net's time
 outside those products is such passes over large feature maps, each bound by memory traffic
 rather than arithmetic, and a second core doubles the traffic it can do. NumPy lets other Python
-threads run while it works on a large array (it releases the GIL), so the conv layers hand each
-such pass to :func:`split` (through their backend's ``parallel``): it runs the pass on one
-part of the channels in each of ``THREADS`` threads (this one and a few kept workers) and waits
-for all of them. The result is the same, bit for bit: every part writes its own elements.
+threads run while it works on a large array (it releases the GIL), so the conv blocks,
+``Conv2D``, ``MaxPool2D``, ``BatchNorm`` (at inference) and ``Adam`` hand each such pass to
+:func:`split` (through their backend's ``parallel``): it runs the pass on one part of the
+channels (or of a flattened parameter) in each of ``THREADS`` threads (this one and a few kept
+workers) and waits for all of them. The result is the same, bit for bit: every part writes its own elements.
 
 One catch makes this pay: after each matrix product, OpenBLAS keeps its worker threads spinning
 for about 0.1 s (2**28 cycles) in case another product follows, so they hold the other cores
