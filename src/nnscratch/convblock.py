@@ -201,7 +201,7 @@ class ConvBlock:
             # statistics from the patches: colc = col - m, S = colc @ colc.T / L
             colc = col[:K]
             m = (colc @ ws["ones"]) / L
-            par(lambda p: colc[p].__isub__(m[p, None]), K, 2 * colc.size)
+            par(lambda p: xp.subtract(colc[p], m[p, None], out=colc[p]), K, 2 * colc.size)
             S = (colc @ colc.T) / L
             WS = W2 @ S
             var = xp.maximum(xp.einsum("ij,ij->i", WS, W2), 0)      # var = W2 S W2.T, per row

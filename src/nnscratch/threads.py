@@ -7,8 +7,9 @@ rather than arithmetic, and a second core doubles the traffic it can do. NumPy l
 threads run while it works on a large array (it releases the GIL), so the conv blocks,
 ``Conv2D``, ``MaxPool2D``, ``BatchNorm`` (at inference) and ``Adam`` hand each such pass to
 :func:`split` (through their backend's ``parallel``): it runs the pass on one part of the
-channels (or of a flattened parameter) in each of ``THREADS`` threads (this one and a few kept
-workers) and waits for all of them. The result is the same, bit for bit: every part writes its own elements.
+channels (or of a parameter's rows) in each of ``THREADS`` threads (this one and a few kept
+workers) and waits for all of them. The result is the same, bit for bit: every part writes its
+own elements.
 
 One catch makes this pay: after each matrix product, OpenBLAS keeps its worker threads spinning
 for about 0.1 s (2**28 cycles) in case another product follows, so they hold the other cores
@@ -99,7 +100,6 @@ THREADS: int | None = None
 #: hand-over to the workers costs ~50 us here, a pass over 2**20 float32 values ~100-200 us
 MIN_SIZE = 1 << 20
 _workers: list[tuple[queue.SimpleQueue, queue.SimpleQueue]] = []
-_owner_pid: int | None = None
 #: held while a split uses the workers: a split from another thread (two models trained at once)
 #: or from inside a part runs in its own thread instead of waiting (or deadlocking) on them
 _busy = threading.Lock()
@@ -108,7 +108,7 @@ _busy = threading.Lock()
 def _after_fork_in_child() -> None:
     global _busy
     _busy = threading.Lock()     # (a lock held by a parent's thread would stay held here)
-    _workers.clear()
+    _workers.clear()             # a forked child has none of its parent's threads
 
 
 if hasattr(os, "register_at_fork"):
@@ -127,10 +127,6 @@ def _work(inbox: queue.SimpleQueue, outbox: queue.SimpleQueue) -> None:
 
 
 def _get_workers(count: int) -> list[tuple[queue.SimpleQueue, queue.SimpleQueue]]:
-    global _owner_pid
-    if _owner_pid != os.getpid():   # a forked child has none of its parent's threads
-        _workers.clear()
-        _owner_pid = os.getpid()
     while len(_workers) < count:
         boxes: tuple[queue.SimpleQueue, queue.SimpleQueue] = (queue.SimpleQueue(),
                                                                queue.SimpleQueue())

@@ -63,18 +63,15 @@ class Adam(Optimizer):
                 st.update(m=xp.zeros_like(p), v=xp.zeros_like(p), d=xp.empty_like(p),
                           s=xp.empty_like(p))
             arrays = (p, g, st["m"], st["v"], st["d"], st["s"])
-            if all(a.flags.c_contiguous for a in arrays):
-                # the update is element-wise: each part of the flattened arrays in its own thread
-                flat = [a.reshape(-1) for a in arrays]
-                par(lambda part, flat=flat: self._update(*(a[part] for a in flat), step_size,
+            # the update is element-wise: each part of the rows in its own thread (about 15
+            # reads and writes per element)
+            par(lambda rows, arrays=arrays: self._update(*(a[rows] for a in arrays), step_size,
                                                          inv_sqrt_bc2),
-                    p.size, 15 * p.size)   # (about 15 reads and writes per element)
-            else:
-                self._update(*arrays, step_size, inv_sqrt_bc2)
+                len(p), 15 * p.size)
 
     def _update(self, p: Any, g: Any, m: Any, v: Any, d: Any, s: Any, step_size: float,
                 inv_sqrt_bc2: float) -> None:
-        """The update of (part of) one parameter ``p`` with gradient ``g``, moments ``m`` and
+        """The update of (some rows of) one parameter ``p`` with gradient ``g``, moments ``m`` and
         ``v``, and scratch arrays ``d`` and ``s``, in place."""
         (b1, b2), lr, eps, wd, xp = self.betas, self.lr, self.eps, self.weight_decay, self.xp
         if wd and self.decoupled:
