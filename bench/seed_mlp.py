@@ -87,8 +87,9 @@ def run_nnscratch(epochs: int) -> dict:
 def run_floor(epochs: int) -> dict:
     """Not a peer but a yardstick: the same training as nnscratch's fused epochs
     (``fastpath.SoftmaxEpochs``: examples as columns, 13 NumPy calls per step) written as one
-    bare loop, everything preallocated and bound to local names, no library around it: no
-    epoch loss or accuracy, no History, no callbacks, no check of the logits' range. How close
+    bare loop, everything preallocated and bound to local names, outputs passed positionally as
+    nnscratch does, no library around it: no epoch loss or accuracy, no History, no callbacks,
+    no check of the logits' range. How close
     nnscratch comes to this is how close it comes to what NumPy allows on this machine."""
     import numpy as np
     from scipy.linalg.blas import get_blas_funcs
@@ -138,18 +139,18 @@ def run_floor(epochs: int) -> dict:
             copyto(data[full * bs * F:].reshape(F, rest), XYs[full * bs:].T)
             rest_Y *= f32(bs / rest)                                      # one-hot / m
         for XT1, YT, Z1T, HT, AT, zeros, ZT, E, ET, S, M, dAT, dZT, mask in batches:
-            dot(Wb1T, XT1, out=Z1T)              # Z1.T = [[W1], [b1]].T @ [X, 1].T
+            dot(Wb1T, XT1, Z1T)                  # Z1.T = [[W1], [b1]].T @ [X, 1].T
             maximum(Z1T, zeros, out=AT)          # A.T = ReLU(Z1.T), above HT's ones row
-            dot(Wb2T, HT, out=ZT)                # logits.T
-            exp(ZT, out=E)                       # softmax, unshifted ...
-            dot(M, E, out=S)                     # ... m * column sums
-            divide(E, S, out=E)                  # P / m
-            subtract(E, YT, out=E)               # G = (P - Y) / m
-            dot(HT, ET, out=dWb2)
-            dot(W2, E, out=dAT)
-            sign(AT, out=mask)
-            multiply(dAT, mask, out=dAT)         # dZ1.T
-            dot(XT1, dZT, out=dWb1)
+            dot(Wb2T, HT, ZT)                    # logits.T
+            exp(ZT, E)                           # softmax, unshifted ...
+            dot(M, E, S)                         # ... m * column sums
+            divide(E, S, E)                      # P / m
+            subtract(E, YT, E)                   # G = (P - Y) / m
+            dot(HT, ET, dWb2)
+            dot(W2, E, dAT)
+            sign(AT, mask)
+            multiply(dAT, mask, dAT)             # dZ1.T
+            dot(XT1, dZT, dWb1)
             axpy(grad, flat, size, step)         # all parameters -= lr * gradients
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     Xt1 = np.concatenate([X_test, np.ones((len(X_test), 1), f32)], axis=1)

@@ -224,3 +224,51 @@ def test_wide_inputs_keep_the_step_by_step_loop():
     assert wide.softmax_epochs(X, np.eye(3, dtype=np.float32)[y], 8) is None
     narrow = _net([fastpath.FUSED_MAX_INPUTS, 4, 3], "float32")
     assert narrow.softmax_epochs(X[:, 1:], np.eye(3, dtype=np.float32)[y], 8) is not None
+
+
+@pytest.mark.parametrize("own", [True, False], ids=["epoch-logits", "other-logits"])
+def test_figures_are_the_loss_and_accuracy_of_the_logits(own):
+    """``figures`` gives evaluate_logits' loss and accuracy, for the epoch's own logits (read
+    through their column-major store) and for any other (n, k) array."""
+    from nnscratch.training import evaluate_logits
+
+    X, y = _data(43, 6, 3, dtype=np.float32)
+    model = _net([6, 5, 3], "float32")
+    opt = SGD(lr=0.1)
+    opt.bind(model.parameters())
+    epochs = model.softmax_epochs(X, np.eye(3, dtype=np.float32)[y], 8)
+    perm = np.random.default_rng(2).permutation(43)
+    Z = epochs.run(perm, opt.step_function())
+    if not own:
+        Z = np.ascontiguousarray(Z) * 3 + 1
+    ok, loss, acc = epochs.figures(Z, y[perm])
+    ref_loss, ref_acc = evaluate_logits(SoftmaxCrossEntropy(), Z, y[perm])
+    assert ok and loss == pytest.approx(ref_loss, rel=1e-6) and acc == ref_acc
+    assert epochs.figures(Z, y)[1] != pytest.approx(loss, rel=1e-3)   # the labels matter
+
+
+def test_cross_entropy_terms_in_buffers_are_bit_identical():
+    from nnscratch.losses import cross_entropy_terms
+
+    Z = np.asfortranarray(np.random.default_rng(0).standard_normal((50, 7)) * 30)
+    labels = np.arange(50) % 7
+    row_max, z_y = Z.max(axis=1), Z[np.arange(50), labels]
+    out = np.empty(50)
+    got = cross_entropy_terms(Z, row_max, z_y, np.empty_like(Z), out)
+    assert got is out
+    np.testing.assert_array_equal(got, cross_entropy_terms(Z, row_max, z_y))
+
+
+def test_one_hidden_layer_runs_the_written_out_loop(monkeypatch):
+    """The seed shape (one hidden layer) takes ``_run_one_hidden``; other depths and the
+    shifted epochs take the general loop (both checked against the step-by-step loop above)."""
+    calls = []
+    real = fastpath.SoftmaxEpochs._run_one_hidden
+    monkeypatch.setattr(fastpath.SoftmaxEpochs, "_run_one_hidden",
+                        lambda self, step: calls.append(1) or real(self, step))
+    X, y = _data(30, 6, 3)
+    _net([6, 5, 3]).fit(X, y, epochs=2, optimizer=SGD(lr=0.1))
+    assert len(calls) == 2
+    _net([6, 3]).fit(X, y, epochs=2, optimizer=SGD(lr=0.1))
+    _net([6, 5, 4, 3]).fit(X, y, epochs=2, optimizer=SGD(lr=0.1))
+    assert len(calls) == 2
