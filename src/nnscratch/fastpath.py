@@ -150,8 +150,10 @@ class SoftmaxEpochs:
        column's sum in every row (one small matrix product, so the division needs no
        broadcasting), and the one-hot targets are stored already divided by ``m``.
 
-    The logits of each batch are written straight into the epoch's store (no copy), and one
-    ``xp.take`` and one transposing copy per epoch lay out the shuffled batches.
+    The logits and the ``S`` of each batch are written straight into the epoch's stores (no
+    copy): the epoch's loss comes from them (see ``figures``) with no pass of its own over the
+    logits' exponentials. One ``xp.take`` and one transposing copy per epoch lay out the
+    shuffled batches.
 
     Per step, for the seed 64-32-10 network (``T`` is the transpose)::
 
@@ -186,10 +188,20 @@ class SoftmaxEpochs:
         sizes = [bs] * self.full + ([rest] if rest else [])
         self.data = xp.empty(n * F, dt)     # batch after batch, each (F, m) row-major
         self.logits = xp.empty(n * k, dt)   # the epoch's logits, batch after batch, each (k, m)
+        self.sums = xp.empty(n * k, dt)     # and the steps' S (m * softmax denominators) likewise
         self.Z = xp.empty((n, k), dt, order="F")   # the same, example by example, for the loss
         self._Z_flat = self.Z.T.reshape(-1)        # (a view: Z[i, j] is _Z_flat[j * n + i])
-        # for ``figures``: row maxima, 0..n-1, scratch for the loss (like Z), its terms
-        self._eval = (xp.empty(n, dt), xp.arange(n), xp.empty_like(self.Z), xp.empty(n, dt))
+        # for ``figures``: row maxima, 0..n-1, the loss of each example
+        self._eval = (xp.empty(n, dt), xp.arange(n), xp.empty(n, dt))
+        # (each batch's denominators, m * sum(exp(z)) for every example: row 0 of its S; the
+        # place of their logarithms in the terms; 1 / m)
+        terms, sums, full = self._eval[2], self.sums, self.full
+        self._denominators = ([(sums[:full * k * bs].reshape(full, k, bs)[:, 0, :],
+                                terms[:full * bs].reshape(full, bs), dt.type(1.0 / bs))]
+                              if full else [])
+        if rest:
+            self._denominators.append((sums[full * k * bs:].reshape(k, rest)[0],
+                                       terms[full * bs:], dt.type(1.0 / rest)))
         self.rest_scale = dt.type(bs / rest) if rest else None
         self.rest_Y = self.data[self.full * bs * F:].reshape(F, rest)[d + 1:] if rest else None
         Wb, dWb = stack.Wb, stack.dWb
@@ -203,6 +215,7 @@ class SoftmaxEpochs:
             block = self.data[offset * F:(offset + m) * F].reshape(F, m)
             XT1, YT = block[:d + 1], block[d + 1:]
             ZT = self.logits[offset * k:(offset + m) * k].reshape(k, m)
+            S = self.sums[offset * k:(offset + m) * k].reshape(k, m)
             offset += m
             if m not in shared:
                 # [A, 1].T for each hidden layer's output: a row of ones under A.T
@@ -213,9 +226,9 @@ class SoftmaxEpochs:
                     [xp.zeros((n_out, m), dt) for _, n_out in stack.sizes[:-1]],   # for max(Z, 0)
                     [xp.empty((n_out, m), dt) for _, n_out in stack.sizes[:-1]],   # dA.T
                     [xp.empty((n_out, m), dt) for _, n_out in stack.sizes[:-1]],   # mask
-                    xp.empty((k, m), dt), xp.empty((k, m), dt),                    # E, S
+                    xp.empty((k, m), dt),                                            # E
                     xp.full((k, k), m, dt))                                          # M
-            HT, ZhT, zeros, dAT, mask, E, S, M = shared[m]
+            HT, ZhT, zeros, dAT, mask, E, M = shared[m]
             inputs = [XT1] + HT                  # [A, 1].T entering each Dense layer
             forward = [(WbT[i], inputs[i], ZhT[i], zeros[i], HT[i][:-1])
                        for i in range(len(HT))]
@@ -326,19 +339,33 @@ class SoftmaxEpochs:
         largest must leave ``m * sum(exp(z))`` finite (k terms, a margin of e^4); the largest of
         each example must keep its ``exp`` far above the smallest normal number, or the
         example's probabilities lose precision (and 0/0 when all its terms underflow). ``False``
-        for NaN as well. The loss is softmax cross-entropy, ``logsumexp(z) - z_y`` averaged
-        (``losses.cross_entropy_terms``, as ``SoftmaxCrossEntropy.per_example``), and the
-        accuracy that of argmax; all three share the row maxima."""
+        for NaN as well. Out of range (and not ``safe``), the epoch is run again and its loss and
+        accuracy are ``nan``.
+
+        The loss is softmax cross-entropy, ``logsumexp(z) - z_y`` averaged, and the accuracy
+        that of argmax. For the epoch's own logits (``Z is self.Z``) the loss needs no pass over
+        them: each step already computed ``S = m * sum(exp(z))`` for every example (of
+        ``z - max`` in ``safe`` epochs), so ``logsumexp(z) = log(S / m)`` (``+ max``). Other
+        logits go through ``losses.cross_entropy_terms``, as ``SoftmaxCrossEntropy.per_example``.
+        All share the row maxima."""
         xp, n = self.xp, self.n
-        row_max, rows, scratch, terms = self._eval
+        row_max, rows, terms = self._eval
         Z.max(axis=1, out=row_max)
         hi, lo = self.logit_range
         ok = bool(float(row_max.max()) < hi) and bool(float(row_max.min()) > lo)
+        if not (ok or self.safe):
+            return False, math.nan, math.nan
         if Z is self.Z:
             z_y = self._Z_flat.take(labels * n + rows)   # Z[rows, labels], faster on this layout
+            for S0, log_s, inv_m in self._denominators:
+                xp.multiply(S0, inv_m, log_s)            # sum(exp(z)) of each example
+            xp.log(terms, terms)
+            if self.safe:
+                xp.add(terms, row_max, terms)
+            loss = float(xp.subtract(terms, z_y, terms).sum()) / n
         else:                                            # (logits from elsewhere: the tests)
-            z_y, scratch, terms = Z[rows, labels], xp.empty_like(Z), xp.empty_like(row_max)
-        loss = float(cross_entropy_terms(Z, row_max, z_y, scratch, terms).sum()) / n
+            z_y = Z[rows, labels]
+            loss = float(cross_entropy_terms(Z, row_max, z_y).sum()) / n
         return ok, loss, argmax_hits(Z, labels, row_max, z_y, xp) / n
 
 

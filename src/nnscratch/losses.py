@@ -45,22 +45,12 @@ def _targets(target: np.ndarray, k: int, dtype: np.dtype) -> np.ndarray:
     return target.astype(dtype, copy=False) if target.ndim == 2 else one_hot(target, k, dtype)
 
 
-def cross_entropy_terms(logits: np.ndarray, row_max: np.ndarray, z_y: np.ndarray,
-                        scratch: np.ndarray | None = None,
-                        out: np.ndarray | None = None) -> np.ndarray:
+def cross_entropy_terms(logits: np.ndarray, row_max: np.ndarray, z_y: np.ndarray) -> np.ndarray:
     """Softmax cross-entropy of each example (m,), ``logsumexp(Z_i) - Z_i,y_i``, given the row
     maxima of ``logits`` (m, k) and the labels' logits ``z_y``: the shift by the row maximum
-    keeps ``exp`` from overflowing. ``scratch`` (like ``logits``) and ``out`` (m,), if given,
-    take the intermediate values and the result: the same operations, no allocation."""
+    keeps ``exp`` from overflowing."""
     xp = backend_of(logits).xp
-    if scratch is None or out is None:
-        return xp.log(xp.exp(logits - row_max[:, None]).sum(axis=1)) + row_max - z_y
-    xp.subtract(logits, row_max[:, None], scratch)
-    xp.exp(scratch, scratch)
-    scratch.sum(axis=1, out=out)
-    xp.log(out, out)
-    xp.add(out, row_max, out)
-    return xp.subtract(out, z_y, out)
+    return xp.log(xp.exp(logits - row_max[:, None]).sum(axis=1)) + row_max - z_y
 
 
 class SoftmaxCrossEntropy:
