@@ -193,8 +193,9 @@ class SoftmaxEpochs:
         self._Z_flat = self.Z.T.reshape(-1)        # (a view: Z[i, j] is _Z_flat[j * n + i])
         # for ``figures``: row maxima, 0..n-1, the loss of each example
         self._eval = (xp.empty(n, dt), xp.arange(n), xp.empty(n, dt))
-        # (each batch's denominators, m * sum(exp(z)) for every example: row 0 of its S; the
-        # place of their logarithms in the terms; 1 / m)
+        # (row 0 of each batch's S, m * sum(exp(z)) for every example: one (full, bs) view for
+        # the full batches, one (rest,) for the short one; where their logarithms go among the
+        # terms; 1 / m)
         terms, sums, full = self._eval[2], self.sums, self.full
         self._denominators = ([(sums[:full * k * bs].reshape(full, k, bs)[:, 0, :],
                                 terms[:full * bs].reshape(full, bs), dt.type(1.0 / bs))]
@@ -339,15 +340,16 @@ class SoftmaxEpochs:
         largest must leave ``m * sum(exp(z))`` finite (k terms, a margin of e^4); the largest of
         each example must keep its ``exp`` far above the smallest normal number, or the
         example's probabilities lose precision (and 0/0 when all its terms underflow). ``False``
-        for NaN as well. Out of range (and not ``safe``), the epoch is run again and its loss and
-        accuracy are ``nan``.
+        for NaN as well. Out of range (and not ``safe``), the loss and accuracy are ``nan``: the
+        fit loop runs that epoch again with the shift (``training._fused_epoch``).
 
         The loss is softmax cross-entropy, ``logsumexp(z) - z_y`` averaged, and the accuracy
         that of argmax. For the epoch's own logits (``Z is self.Z``) the loss needs no pass over
         them: each step already computed ``S = m * sum(exp(z))`` for every example (of
         ``z - max`` in ``safe`` epochs), so ``logsumexp(z) = log(S / m)`` (``+ max``). Other
         logits go through ``losses.cross_entropy_terms``, as ``SoftmaxCrossEntropy.per_example``.
-        All share the row maxima."""
+        All share the row maxima. ``self.Z`` must be, unchanged, what the last ``run`` returned
+        (its ``S`` are those of that run)."""
         xp, n = self.xp, self.n
         row_max, rows, terms = self._eval
         Z.max(axis=1, out=row_max)
@@ -358,7 +360,7 @@ class SoftmaxEpochs:
         if Z is self.Z:
             z_y = self._Z_flat.take(labels * n + rows)   # Z[rows, labels], faster on this layout
             for S0, log_s, inv_m in self._denominators:
-                xp.multiply(S0, inv_m, log_s)            # sum(exp(z)) of each example
+                xp.multiply(S0, inv_m, log_s)            # sum(exp(z)) (z - max when safe)
             xp.log(terms, terms)
             if self.safe:
                 xp.add(terms, row_max, terms)
