@@ -8,8 +8,8 @@ installed; it is not a dependency) runs a plain CPU eager loop with 1 thread
 with a NumPy generator and slicing batches as nnscratch does.
 
 A fourth run, ``floor``, is not a peer but a yardstick: the same training written as one bare
-loop of the 13 NumPy calls of nnscratch's fused step (see ``run_floor``). nnscratch / floor says how close the
-library comes to what NumPy itself allows on this machine.
+loop of the 12 calls of nnscratch's fused step (see ``run_floor``). nnscratch / floor says how
+close the library comes to what NumPy itself allows on this machine.
 
 Every timing runs in its own fresh subprocess (``--worker``): two OpenMP/BLAS runtimes warming up
 in one process disturb each other, and a fresh process gives each contender the same start. Runs
@@ -86,11 +86,12 @@ def run_nnscratch(epochs: int) -> dict:
 
 def run_floor(epochs: int) -> dict:
     """Not a peer but a yardstick: the same training as nnscratch's fused epochs
-    (``fastpath.SoftmaxEpochs``: examples as columns, 13 NumPy calls per step) written as one
-    bare loop, everything preallocated and bound to local names, outputs passed positionally as
-    nnscratch does, no library around it: no epoch loss or accuracy, no History, no callbacks,
-    no check of the logits' range. How close
-    nnscratch comes to this is how close it comes to what NumPy allows on this machine."""
+    (``fastpath.SoftmaxEpochs._run_one_hidden_sgd``: examples as columns, 12 NumPy and BLAS
+    calls per step, the SGD update inside two of the products) written as one bare loop,
+    everything preallocated and bound to local names, outputs passed positionally as nnscratch
+    does, no library around it: no epoch loss or accuracy, no History, no callbacks, no check of
+    the logits' range. How close nnscratch comes to this is how close it comes to what NumPy
+    allows on this machine."""
     import numpy as np
     from scipy.linalg.blas import get_blas_funcs
 
@@ -100,9 +101,7 @@ def run_floor(epochs: int) -> dict:
     f32 = np.float32
     rng = np.random.default_rng(SEED)
     flat = np.zeros((d + 1) * h + (h + 1) * k, f32)   # [[W1], [b1]] then [[W2], [b2]]
-    grad = np.zeros_like(flat)
     Wb1, Wb2 = flat[:(d + 1) * h].reshape(d + 1, h), flat[(d + 1) * h:].reshape(h + 1, k)
-    dWb1, dWb2 = grad[:(d + 1) * h].reshape(d + 1, h), grad[(d + 1) * h:].reshape(h + 1, k)
     Wb1[:d] = rng.standard_normal((d, h)) * np.sqrt(2 / d)
     Wb2[:h] = rng.standard_normal((h, k)) * np.sqrt(2 / h)
     F = d + 1 + k                                      # a column: [x, 1, one-hot / bs]
@@ -120,16 +119,16 @@ def run_floor(epochs: int) -> dict:
                          np.empty((k, m), f32), np.empty((k, m), f32), np.empty((k, m), f32),
                          np.full((k, k), m, f32), np.empty((h, m), f32), np.empty((h, m), f32))
         Z1T, HT, AT, zeros, ZT, E, S, M, dAT, mask = shared[m]
-        batches.append((block[:d + 1], block[d + 1:], Z1T, HT, AT, zeros, ZT, E, E.T, S, M, dAT,
-                        dAT.T, mask))
+        batches.append((block[:d + 1], block[:d + 1].T, block[d + 1:], Z1T, HT, HT.T, AT, zeros,
+                        ZT, E, E.T, S, M, dAT, dAT.T, mask))
     rest_Y = data[full * bs * F:].reshape(F, rest)[d + 1:] if rest else None
-    axpy = get_blas_funcs("axpy", (flat,))
+    gemm = get_blas_funcs("gemm", (flat,))            # C <- alpha * A @ B + beta * C
     # (np.dot without its __array_function__ dispatch, as nnscratch's Backend.dot)
     dot = getattr(np.dot, "_implementation", np.dot)
     maximum, exp, divide = np.maximum, np.exp, np.divide
     subtract, multiply, sign, take, copyto = np.subtract, np.multiply, np.sign, np.take, np.copyto
     Wb1T, Wb2T, W2 = Wb1.T, Wb2.T, Wb2[:h]
-    size, step = flat.size, -LR
+    alpha = -LR
     c0, t0 = time.process_time(), time.perf_counter()
     for _ in range(epochs):
         take(XY, rng.permutation(n), axis=0, out=XYs, mode="clip")     # shuffle
@@ -138,7 +137,7 @@ def run_floor(epochs: int) -> dict:
         if rest:
             copyto(data[full * bs * F:].reshape(F, rest), XYs[full * bs:].T)
             rest_Y *= f32(bs / rest)                                      # one-hot / m
-        for XT1, YT, Z1T, HT, AT, zeros, ZT, E, ET, S, M, dAT, dZT, mask in batches:
+        for XT1, X1, YT, Z1T, HT, H1, AT, zeros, ZT, E, ET, S, M, dAT, dZT, mask in batches:
             dot(Wb1T, XT1, Z1T)                  # Z1.T = [[W1], [b1]].T @ [X, 1].T
             maximum(Z1T, zeros, out=AT)          # A.T = ReLU(Z1.T), above HT's ones row
             dot(Wb2T, HT, ZT)                    # logits.T
@@ -146,12 +145,11 @@ def run_floor(epochs: int) -> dict:
             dot(M, E, S)                         # ... m * column sums
             divide(E, S, E)                      # P / m
             subtract(E, YT, E)                   # G = (P - Y) / m
-            dot(HT, ET, dWb2)
-            dot(W2, E, dAT)
+            dot(W2, E, dAT)                      # dA.T = W2 @ G
+            gemm(alpha, ET, H1, 1.0, Wb2T, 1, 0, 1)   # [[W2], [b2]] -= lr * [A, 1].T @ G.T
             sign(AT, mask)
             multiply(dAT, mask, dAT)             # dZ1.T
-            dot(XT1, dZT, dWb1)
-            axpy(grad, flat, size, step)         # all parameters -= lr * gradients
+            gemm(alpha, dZT, X1, 1.0, Wb1T, 1, 0, 1)  # [[W1], [b1]] -= lr * [X, 1].T @ dZ1.T
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     Xt1 = np.concatenate([X_test, np.ones((len(X_test), 1), f32)], axis=1)
     Ht = np.concatenate([np.maximum(Xt1 @ Wb1, 0), np.ones((len(X_test), 1), f32)], axis=1)

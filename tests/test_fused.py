@@ -121,7 +121,7 @@ def test_negative_control_the_unshifted_softmax_does_break_there(bias):
     opt.bind(model.parameters())
     epochs = model.softmax_epochs(X, np.eye(3)[y], 8)
     with np.errstate(all="ignore"):
-        logits = epochs.run(None, opt.step_function())
+        logits = epochs.run(None, opt)
     assert not epochs.figures(logits, y)[0]
     assert not np.isfinite(model.parameters()[0][0]).all()
 
@@ -165,7 +165,7 @@ def test_epoch_logits_are_in_the_order_of_the_labels(monkeypatch):
     opt.bind(model.parameters())
     epochs = model.softmax_epochs(X, np.eye(3)[y], 8)
     perm = np.random.default_rng(1).permutation(43)
-    Z = epochs.run(perm, opt.step_function())
+    Z = epochs.run(perm, opt)
     np.testing.assert_allclose(Z, model.forward(X[perm]), rtol=1e-12)
 
 
@@ -238,7 +238,7 @@ def test_figures_are_the_loss_and_accuracy_of_the_logits(own):
     opt.bind(model.parameters())
     epochs = model.softmax_epochs(X, np.eye(3, dtype=np.float32)[y], 8)
     perm = np.random.default_rng(2).permutation(43)
-    Z = epochs.run(perm, opt.step_function())
+    Z = epochs.run(perm, opt)
     if not own:
         Z = np.ascontiguousarray(Z) * 3 + 1
     ok, loss, acc = epochs.figures(Z, y[perm])
@@ -247,16 +247,48 @@ def test_figures_are_the_loss_and_accuracy_of_the_logits(own):
     assert epochs.figures(Z, y)[1] != pytest.approx(loss, rel=1e-3)   # the labels matter
 
 
-def test_one_hidden_layer_runs_the_written_out_loop(monkeypatch):
-    """The seed shape (one hidden layer) takes ``_run_one_hidden``; other depths and the
-    shifted epochs take the general loop (both checked against the step-by-step loop above)."""
+def test_one_hidden_layer_under_plain_sgd_updates_inside_the_products(monkeypatch):
+    """The seed shape (one hidden layer) under plain SGD takes ``_run_one_hidden_sgd``; other
+    depths, other optimizers and the shifted epochs take the general loop. Both are checked
+    against the step-by-step loop above ([6, 5, 3] with SGD(lr=0.3) is this path)."""
     calls = []
-    real = fastpath.SoftmaxEpochs._run_one_hidden
-    monkeypatch.setattr(fastpath.SoftmaxEpochs, "_run_one_hidden",
-                        lambda self, step: calls.append(1) or real(self, step))
+    real = fastpath.SoftmaxEpochs._run_one_hidden_sgd
+    monkeypatch.setattr(fastpath.SoftmaxEpochs, "_run_one_hidden_sgd",
+                        lambda self, lr: calls.append(lr) or real(self, lr))
     X, y = _data(30, 6, 3)
     _net([6, 5, 3]).fit(X, y, epochs=2, optimizer=SGD(lr=0.1))
-    assert len(calls) == 2
+    assert calls == [0.1, 0.1]
     _net([6, 3]).fit(X, y, epochs=2, optimizer=SGD(lr=0.1))
     _net([6, 5, 4, 3]).fit(X, y, epochs=2, optimizer=SGD(lr=0.1))
+    for opt in (SGD(lr=0.1, momentum=0.9), SGD(lr=0.1, weight_decay=1e-3),
+                SGD(lr=0.1, clip_norm=1.0), Adam(lr=0.01)):
+        _net([6, 5, 3]).fit(X, y, epochs=2, optimizer=opt)
     assert len(calls) == 2
+
+
+def test_the_update_inside_the_products_is_plain_sgd():
+    """One epoch of ``_run_one_hidden_sgd`` moves the parameters as the general loop with
+    ``optimizer.step`` does (float64: to rounding), and leaves the SGD it was given untouched."""
+    X, y = _data(43, 6, 3)
+    got = []
+    for plain in (True, False):
+        model = _net([6, 5, 3])
+        opt = SGD(lr=0.2)
+        if not plain:     # the same SGD, seen by the fused epochs as not plain
+            opt.plain_descent_lr = lambda: None
+        opt.bind(model.parameters())
+        epochs = model.softmax_epochs(X, np.eye(3)[y], 8)
+        assert epochs.update_gemm is not None
+        epochs.run(np.random.default_rng(4).permutation(43), opt)
+        got.append(model.parameters()[0][0].copy())
+    assert not np.array_equal(got[0], _net([6, 5, 3]).parameters()[0][0])
+    np.testing.assert_allclose(got[0], got[1], rtol=1e-12, atol=1e-14)
+
+
+def test_no_update_inside_products_for_cupy_like_or_large_or_deep_stacks():
+    X, y = _data(20, 6, 3, dtype=np.float32)
+    Y = np.eye(3, dtype=np.float32)[y]
+    assert _net([6, 5, 3], "float32").softmax_epochs(X, Y, 8).update_gemm is not None
+    assert _net([6, 5, 4, 3], "float32").softmax_epochs(X, Y, 8).update_gemm is None
+    wide = _net([6, fastpath.UPDATE_GEMM_MAX // (7 * 8) + 1, 3], "float32")
+    assert wide.softmax_epochs(X, Y, 8).update_gemm is None

@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from scipy.linalg.blas import get_blas_funcs
 
 from .layers import Dense, Layer, ReLU
 from .losses import cross_entropy_terms
@@ -126,12 +127,32 @@ class DenseReLUStack:
 FUSED_MAX_INPUTS = 256
 
 
+#: products up to this many multiply-adds may apply plain SGD's update themselves (SciPy's BLAS
+#: ``gemm``): SciPy ships its own OpenBLAS, which runs products this small on one thread; larger
+#: ones would start its threads, which fight NumPy's OpenBLAS threads for the cores (as
+#: ``optim.sgd.AXPY_MAX_SIZE``)
+UPDATE_GEMM_MAX = 2**18
+
+
+def _update_gemm(stack: DenseReLUStack, batch_size: int) -> Callable[..., Any] | None:
+    """SciPy's BLAS ``gemm`` for the parameters of a one-hidden-layer ``stack`` on the CPU whose
+    products are all small, else ``None``."""
+    Wb = stack.Wb
+    if (len(Wb) != 2 or type(Wb[0]) is not np.ndarray
+            or Wb[0].dtype not in (np.float32, np.float64)
+            or not all(w.flags.c_contiguous for w in Wb)   # so that w.T is column-major
+            or any(w.size * batch_size > UPDATE_GEMM_MAX for w in Wb)):
+        return None
+    return get_blas_funcs("gemm", (Wb[0],))
+
+
 class SoftmaxEpochs:
     r"""Whole training epochs of a ``Dense (ReLU Dense)*`` stack under softmax cross-entropy.
 
     The fit loop's generic step is ``forward``, ``loss.gradient``, ``backward``, ``step``: about
     20 NumPy calls for the seed network, several of them on strided views. This class runs the
-    same mathematics in 13 calls per step, all on contiguous arrays, by three changes:
+    same mathematics in 13 calls per step (12 for the seed network under plain SGD, see 4.),
+    all on contiguous arrays, by four changes:
 
     1. **Examples as columns.** Each batch is stored transposed, ``[X, 1].T`` of shape
        (n_in + 1, m), and every activation likewise: ``Z.T = [[W], [b]].T @ [A, 1].T``. The ReLU
@@ -149,6 +170,9 @@ class SoftmaxEpochs:
        ``E / S - Y/m`` where ``E = exp(Z)``, ``S = (m * ones(k, k)) @ E`` holds ``m`` times each
        column's sum in every row (one small matrix product, so the division needs no
        broadcasting), and the one-hot targets are stored already divided by ``m``.
+    4. **Plain SGD inside the products** (one hidden layer, small products, on the CPU): BLAS
+       ``gemm`` adds ``-lr * [A,1].T @ G.T`` to the parameters in the call that computes it
+       (``_run_one_hidden_sgd``), instead of storing the gradient for the optimizer's ``step``.
 
     The logits and the ``S`` of each batch are written straight into the epoch's stores (no
     copy): the epoch's loss comes from them (see ``figures``) with no pass of its own over the
@@ -160,7 +184,8 @@ class SoftmaxEpochs:
         Z1.T = [[W1],[b1]].T @ [X,1].T      A.T = max(Z1.T, 0)         (into [A,1].T)
         Z.T  = [[W2],[b2]].T @ [A,1].T      E = exp(Z.T)   S = M @ E   G = E / S - Y.T/m
         [[dW2],[db2]] = [A,1].T @ G.T       dA.T = W2 @ G              dZ1.T = dA.T * sign(A.T)
-        [[dW1],[db1]] = [X,1].T @ dZ1.T     parameters -= lr * gradients  (the optimizer's step)
+        [[dW1],[db1]] = [X,1].T @ dZ1.T     parameters -= lr * gradients  (the optimizer's step;
+                                            under plain SGD inside the two products above)
 
     The tests (``tests/test_fused.py``) check that a fit through this class gives the same
     weights and history as the step-by-step loop, with logits in range and out of it.
@@ -210,7 +235,6 @@ class SoftmaxEpochs:
         W = [w[:-1] for w in Wb]              # the weights without the bias row
         shared: dict[int, tuple] = {}         # buffers for batches of m examples
         self.batches = []
-        self.one_hidden = len(stack.sizes) == 2   # (see _run_one_hidden)
         offset = 0
         for m in sizes:
             block = self.data[offset * F:(offset + m) * F].reshape(F, m)
@@ -242,6 +266,8 @@ class SoftmaxEpochs:
             last = (WbT[-1], inputs[-1], ZT)
             self.batches.append((forward, last, (E, S, M, YT), backward,
                                  (XT1, grads_out[-1].T, dWb[0])))
+        # BLAS gemm for plain SGD's update inside the products (``_run_one_hidden_sgd``)
+        self.update_gemm = _update_gemm(stack, bs)
 
     def _fill(self, perm: np.ndarray | None) -> None:
         """Lay the (shuffled) examples out batch after batch, each batch transposed."""
@@ -259,19 +285,22 @@ class SoftmaxEpochs:
             xp.copyto(self.data[full * bs * F:].reshape(F, rest), XY[full * bs:].T)
             self.rest_Y *= self.rest_scale        # targets / m' for the short batch
 
-    def run(self, perm: np.ndarray | None, step: Callable[[], None]) -> np.ndarray:
-        """Train one epoch over the examples in order ``perm`` (``None``: as given), calling
-        ``step()`` after each batch's gradients are in place. Returns the epoch's logits (n, k),
-        row ``i`` for example ``perm[i]``, each computed with the weights of its batch's step.
+    def run(self, perm: np.ndarray | None, optimizer: Any) -> np.ndarray:
+        """Train one epoch over the examples in order ``perm`` (``None``: as given), updating the
+        parameters with ``optimizer`` (bound to them) after each batch. Returns the epoch's
+        logits (n, k), row ``i`` for example ``perm[i]``, each computed with the weights of its
+        batch's step.
 
         The ufuncs get their output as a positional argument (``exp(Z, E)`` is
         ``exp(Z, out=E)``): a keyword costs ~0.1 us more per call, 2-3% of a seed step.
         ``maximum`` keeps ``out=`` (NumPy deprecates a third positional argument there)."""
         xp = self.xp
         self._fill(perm)
-        if self.one_hidden and not self.safe:
-            self._run_one_hidden(step)
+        lr = optimizer.plain_descent_lr()
+        if lr is not None and self.update_gemm is not None and not self.safe:
+            self._run_one_hidden_sgd(lr)
             return self._epoch_logits()
+        step = optimizer.step_function()
         dot, maximum, exp, divide = self.dot, xp.maximum, xp.exp, xp.divide
         subtract, multiply, sign = xp.subtract, xp.multiply, xp.sign
         safe = self.safe
@@ -297,15 +326,25 @@ class SoftmaxEpochs:
             step()
         return self._epoch_logits()
 
-    def _run_one_hidden(self, step: Callable[[], None]) -> None:
-        """The loop of ``run`` for exactly one hidden layer (the seed network), without the shift:
-        the same calls in the same order, with the inner loops over layers written out. Their
-        iterators and unpacking cost ~0.5 us per step, 3-4% of a seed step."""
+    def _run_one_hidden_sgd(self, lr: float) -> None:
+        """The loop of ``run`` for one hidden layer (the seed network) under plain SGD, without
+        the shift. The same products, with the update inside two of them: BLAS ``gemm`` computes
+        ``C <- alpha * A @ B + beta * C``, so with ``C`` the parameters, ``alpha = -lr`` and
+        ``beta = 1`` one call does both ``[[dW],[db]] = [A,1].T @ G.T`` and ``p -= lr * g``::
+
+            [[W2],[b2]] += -lr * [A,1].T @ G.T       (after dA.T = W2 @ G has used the old W2)
+            [[W1],[b1]] += -lr * [X,1].T @ dZ1.T
+
+        12 calls a step instead of 13, and the gradients are never stored (the gradient buffer
+        keeps its last values). SciPy's ``gemm`` takes column-major arrays: the transposes of
+        our row-major ones, so ``C`` is ``[[W],[b]].T`` and the products are written transposed
+        (``C.T = G @ [A,1]``)."""
         xp = self.xp
         dot, maximum, exp, divide = self.dot, xp.maximum, xp.exp, xp.divide
         subtract, multiply, sign = xp.subtract, xp.multiply, xp.sign
+        gemm, alpha = self.update_gemm, -lr
         for (((W1T, XT1, Z1T, zeros, AT),), (W2T, HT, ZT), (E, S, M, YT),
-             ((_, G, GT, dWb2, W2, dAT, _, mask),), (_, dZT, dWb1)) in self.batches:
+             ((_, G, GT, _, W2, dAT, _, mask),), (_, dZT, _)) in self.batches:
             dot(W1T, XT1, Z1T)                        # Z1.T = [[W1],[b1]].T @ [X,1].T
             maximum(Z1T, zeros, out=AT)               # A.T = ReLU(Z1.T), above the ones row
             dot(W2T, HT, ZT)                          # logits.T = [[W2],[b2]].T @ [A,1].T
@@ -313,12 +352,11 @@ class SoftmaxEpochs:
             dot(M, E, S)                              # S = m * column sums
             divide(E, S, E)                           # P / m
             subtract(E, YT, E)                        # G = (P - Y) / m
-            dot(HT, GT, dWb2)                         # [[dW2],[db2]] = [A,1].T @ G.T
             dot(W2, G, dAT)                           # dA.T = W2 @ G
+            gemm(alpha, GT, HT.T, 1.0, W2T, 1, 0, 1)  # [[W2],[b2]] -= lr * [A,1].T @ G.T
             sign(AT, mask)                            # ReLU backward
             multiply(dAT, mask, dAT)                  # dZ1.T
-            dot(XT1, dZT, dWb1)                       # [[dW1],[db1]] = [X,1].T @ dZ1.T
-            step()
+            gemm(alpha, dZT, XT1.T, 1.0, W1T, 1, 0, 1)  # [[W1],[b1]] -= lr * [X,1].T @ dZ1.T
 
     def _epoch_logits(self) -> np.ndarray:
         """The epoch's logits example by example: ``self.Z`` (n, k), column-major."""

@@ -127,18 +127,18 @@ def _fused_epoch(fused: Any, perm: Any, labels: Any, model: Any,
     they were at the start of the epoch and the epoch runs again with the shift, as every later
     epoch will."""
     if fused.safe:
-        return fused.figures(fused.run(perm, optimizer.step_function()), labels)[1:]
+        return fused.figures(fused.run(perm, optimizer), labels)[1:]
     params = [p.copy() for p, _ in model.parameters()]
     scalars, arrays = optimizer.state_dict()
     arrays = {name: a.copy() for name, a in arrays.items()}
-    in_range, loss, accuracy = fused.figures(fused.run(perm, optimizer.step_function()), labels)
+    in_range, loss, accuracy = fused.figures(fused.run(perm, optimizer), labels)
     if in_range:
         return loss, accuracy
     for (p, _), saved in zip(model.parameters(), params, strict=True):
         p[...] = saved
     optimizer.load_state_dict(scalars, arrays)
     fused.safe = True
-    return fused.figures(fused.run(perm, optimizer.step_function()), labels)[1:]
+    return fused.figures(fused.run(perm, optimizer), labels)[1:]
 
 
 def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epochs: int,

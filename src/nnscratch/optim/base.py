@@ -47,6 +47,12 @@ class Optimizer:
     def step(self) -> None:
         raise NotImplementedError
 
+    def plain_descent_lr(self) -> float | None:
+        """``lr`` when every step is exactly ``p -= lr * g`` for each pair (no state, no decay, no
+        clipping), else ``None``. A training loop may then apply the update itself, inside the
+        products that compute the gradients (``fastpath.SoftmaxEpochs``)."""
+        return None
+
     def step_function(self) -> Callable[[], None]:
         """``step`` as one callable for the current ``lr``: a loop running many steps between
         changes of ``lr`` (the fit loop, once per epoch) may call this instead of ``step``."""

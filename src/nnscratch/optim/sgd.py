@@ -80,6 +80,11 @@ class SGD(Optimizer):
         self._plain = updates
         return updates
 
+    def plain_descent_lr(self) -> float | None:
+        plain = (self.momentum == 0 and self.weight_decay == 0 and self.clip_norm is None
+                 and type(self).step is SGD.step)     # (not a subclass with a step of its own)
+        return self.lr if plain else None
+
     def step_function(self) -> Callable[[], None]:
         """Plain SGD on one flat buffer: the axpy call itself, with ``-lr`` bound."""
         if self.momentum == 0 and self.weight_decay == 0 and self.clip_norm is None:
