@@ -102,6 +102,16 @@ def _upload_cpu(device_array: np.ndarray, host_array: np.ndarray) -> None:
     """Nothing to copy: on the CPU ``asarray(host_array)`` *is* ``host_array``."""
 
 
+def host_blas(name: str, a: Any) -> Callable[..., Any] | None:
+    """SciPy's BLAS routine ``name`` (``"axpy"``, ``"gemm"``, ...) for the dtype of ``a``, a
+    C-contiguous float32/float64 NumPy array; ``None`` for anything else (CuPy arrays among them:
+    SciPy's BLAS runs on the host)."""
+    if type(a) is np.ndarray and a.dtype in (np.float32, np.float64) and a.flags.c_contiguous:
+        from scipy.linalg.blas import get_blas_funcs
+        return get_blas_funcs(name, (a,))
+    return None
+
+
 def _take_rows_cpu(a: np.ndarray, indices: np.ndarray, out: np.ndarray) -> np.ndarray:
     # mode="clip": with the default mode="raise" NumPy gathers into a buffer and copies that into
     # ``out``, twice the time (the indices are known to be valid, so nothing is ever clipped)

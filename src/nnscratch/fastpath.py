@@ -33,8 +33,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from scipy.linalg.blas import get_blas_funcs
 
+from .backend import host_blas
 from .layers import Dense, Layer, ReLU
 from .losses import cross_entropy_terms
 
@@ -138,12 +138,10 @@ def _update_gemm(stack: DenseReLUStack, batch_size: int) -> Callable[..., Any] |
     """SciPy's BLAS ``gemm`` for the parameters of a one-hidden-layer ``stack`` on the CPU whose
     products are all small, else ``None``."""
     Wb = stack.Wb
-    if (len(Wb) != 2 or type(Wb[0]) is not np.ndarray
-            or Wb[0].dtype not in (np.float32, np.float64)
-            or not all(w.flags.c_contiguous for w in Wb)   # so that w.T is column-major
-            or any(w.size * batch_size > UPDATE_GEMM_MAX for w in Wb)):
+    if len(Wb) != 2 or any(w.size * batch_size > UPDATE_GEMM_MAX for w in Wb):
         return None
-    return get_blas_funcs("gemm", (Wb[0],))
+    # (C-contiguous, so that each w.T is the column-major C that gemm updates in place)
+    return host_blas("gemm", Wb[0]) if Wb[1].flags.c_contiguous else None
 
 
 class SoftmaxEpochs:
@@ -261,11 +259,12 @@ class SoftmaxEpochs:
             # that gradient's transpose, its [[dW],[db]], W, then the ReLU below it: dA.T, A.T, mask)
             grads_out = [E] + dAT[::-1]          # dL/dZ.T at the output of layers L, L-1, ...
             backward = [(inputs[i], grads_out[j], grads_out[j].T, dWb[i], W[i], dAT[i - 1],
-                         HT[i - 1][:-1], mask[i - 1])
+                         HT[i - 1][:-1], mask[i - 1], inputs[i].T)
                         for j, i in enumerate(range(len(HT), 0, -1))]
             last = (WbT[-1], inputs[-1], ZT)
+            # (the last entries, [A,1] and [X,1] as column-major views, are for gemm)
             self.batches.append((forward, last, (E, S, M, YT), backward,
-                                 (XT1, grads_out[-1].T, dWb[0])))
+                                 (XT1, grads_out[-1].T, dWb[0], XT1.T)))
         # BLAS gemm for plain SGD's update inside the products (``_run_one_hidden_sgd``)
         self.update_gemm = _update_gemm(stack, bs)
 
@@ -304,7 +303,7 @@ class SoftmaxEpochs:
         dot, maximum, exp, divide = self.dot, xp.maximum, xp.exp, xp.divide
         subtract, multiply, sign = xp.subtract, xp.multiply, xp.sign
         safe = self.safe
-        for forward, (WbT, HT, ZT), (E, S, M, YT), backward, (XT1, dZT, dWb) in self.batches:
+        for forward, (WbT, HT, ZT), (E, S, M, YT), backward, (XT1, dZT, dWb, _) in self.batches:
             for WbTh, A1T, ZhT, zeros, AT in forward:
                 dot(WbTh, A1T, ZhT)                   # Z.T = [[W],[b]].T @ [A,1].T
                 maximum(ZhT, zeros, out=AT)           # A.T = ReLU(Z.T), above the ones row
@@ -317,7 +316,7 @@ class SoftmaxEpochs:
             dot(M, E, S)                              # S = m * column sums, in every row
             divide(E, S, E)                           # P / m
             subtract(E, YT, E)                        # G = (P - Y) / m = dL/dZ.T
-            for A1T, G, GT, dWbh, W, dAT, AT, mask in backward:
+            for A1T, G, GT, dWbh, W, dAT, AT, mask, _ in backward:
                 dot(A1T, GT, dWbh)                    # [[dW],[db]] = [A,1].T @ G.T
                 dot(W, G, dAT)                        # dA.T = W @ G
                 sign(AT, mask)                        # ReLU backward: 1 where A > 0, else 0
@@ -344,7 +343,7 @@ class SoftmaxEpochs:
         subtract, multiply, sign = xp.subtract, xp.multiply, xp.sign
         gemm, alpha = self.update_gemm, -lr
         for (((W1T, XT1, Z1T, zeros, AT),), (W2T, HT, ZT), (E, S, M, YT),
-             ((_, G, GT, _, W2, dAT, _, mask),), (_, dZT, _)) in self.batches:
+             ((_, G, GT, _, W2, dAT, _, mask, H1),), (_, dZT, _, X1)) in self.batches:
             dot(W1T, XT1, Z1T)                        # Z1.T = [[W1],[b1]].T @ [X,1].T
             maximum(Z1T, zeros, out=AT)               # A.T = ReLU(Z1.T), above the ones row
             dot(W2T, HT, ZT)                          # logits.T = [[W2],[b2]].T @ [A,1].T
@@ -353,10 +352,10 @@ class SoftmaxEpochs:
             divide(E, S, E)                           # P / m
             subtract(E, YT, E)                        # G = (P - Y) / m
             dot(W2, G, dAT)                           # dA.T = W2 @ G
-            gemm(alpha, GT, HT.T, 1.0, W2T, 1, 0, 1)  # [[W2],[b2]] -= lr * [A,1].T @ G.T
+            gemm(alpha, GT, H1, 1.0, W2T, 1, 0, 1)    # [[W2],[b2]] -= lr * [A,1].T @ G.T
             sign(AT, mask)                            # ReLU backward
             multiply(dAT, mask, dAT)                  # dZ1.T
-            gemm(alpha, dZT, XT1.T, 1.0, W1T, 1, 0, 1)  # [[W1],[b1]] -= lr * [X,1].T @ dZ1.T
+            gemm(alpha, dZT, X1, 1.0, W1T, 1, 0, 1)   # [[W1],[b1]] -= lr * [X,1].T @ dZ1.T
 
     def _epoch_logits(self) -> np.ndarray:
         """The epoch's logits example by example: ``self.Z`` (n, k), column-major."""

@@ -126,19 +126,22 @@ def _fused_epoch(fused: Any, perm: Any, labels: Any, model: Any,
     logits show that was inaccurate somewhere, the parameters and the optimizer are put back as
     they were at the start of the epoch and the epoch runs again with the shift, as every later
     epoch will."""
+    def epoch() -> tuple[bool, float, float]:   # (in range, loss, accuracy)
+        return fused.figures(fused.run(perm, optimizer), labels)
+
     if fused.safe:
-        return fused.figures(fused.run(perm, optimizer), labels)[1:]
+        return epoch()[1:]
     params = [p.copy() for p, _ in model.parameters()]
     scalars, arrays = optimizer.state_dict()
     arrays = {name: a.copy() for name, a in arrays.items()}
-    in_range, loss, accuracy = fused.figures(fused.run(perm, optimizer), labels)
+    in_range, loss, accuracy = epoch()
     if in_range:
         return loss, accuracy
     for (p, _), saved in zip(model.parameters(), params, strict=True):
         p[...] = saved
     optimizer.load_state_dict(scalars, arrays)
     fused.safe = True
-    return fused.figures(fused.run(perm, optimizer), labels)[1:]
+    return epoch()[1:]
 
 
 def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epochs: int,

@@ -7,8 +7,8 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-from scipy.linalg.blas import get_blas_funcs
 
+from ..backend import host_blas
 from ..validation import check_positive_float
 from .base import Optimizer
 
@@ -21,10 +21,7 @@ AXPY_MAX_SIZE = 8192
 def _axpy(p: np.ndarray):  # type: ignore[no-untyped-def]
     """BLAS ``axpy`` (y <- a*x + y, in place) for a small contiguous float32/64 NumPy ``p``, else
     ``None`` (also for CuPy arrays: SciPy's BLAS runs on the host)."""
-    if (type(p) is np.ndarray and p.dtype in (np.float32, np.float64) and p.flags.c_contiguous
-            and p.size <= AXPY_MAX_SIZE):
-        return get_blas_funcs("axpy", (p,))
-    return None
+    return host_blas("axpy", p) if p.size <= AXPY_MAX_SIZE else None
 
 
 class SGD(Optimizer):
@@ -87,7 +84,7 @@ class SGD(Optimizer):
 
     def step_function(self) -> Callable[[], None]:
         """Plain SGD on one flat buffer: the axpy call itself, with ``-lr`` bound."""
-        if self.momentum == 0 and self.weight_decay == 0 and self.clip_norm is None:
+        if self.plain_descent_lr() is not None:
             updates = self._plain or self._plain_updates()
             if len(updates) == 1:
                 f, args = updates[0]
