@@ -46,17 +46,26 @@ def _git_state() -> dict:
 
 
 def threads_info() -> dict:
-    """How this process splits element-wise work (``nnscratch.threads``, if nnscratch is
+    """How this process splits element-wise work (``nnscratch.accel.threads``, if nnscratch is
     imported) and the OpenBLAS idle-thread timeout it loaded with."""
     import sys
 
     info: dict = {"OPENBLAS_THREAD_TIMEOUT": os.environ.get("OPENBLAS_THREAD_TIMEOUT")}
-    threads = sys.modules.get("nnscratch.threads")
+    threads = sys.modules.get("nnscratch.accel.threads")
     if threads is not None:
         count, why = threads.default_threads()
         info.update(nnscratch_threads=threads.THREADS or count, why=why,
                     short_timeout=threads.SHORT_TIMEOUT)
     return info
+
+
+def nnscratch_worker() -> None:
+    """What the ``nnscratch`` command does first, for a benchmark worker about to time
+    nnscratch: :func:`nnscratch.enable_threads` (before NumPy loads). Peers' workers never call
+    it, and :func:`spawn_worker` keeps the variable it sets from their processes."""
+    import nnscratch
+
+    nnscratch.enable_threads(quiet=True)
 
 
 def blas_info() -> list[dict]:
@@ -119,9 +128,9 @@ def spawn_worker(script: str, *args: str) -> dict:
 
     cmd = [sys.executable, str(Path(script).resolve()), *args]
     env = dict(os.environ)
-    threads = sys.modules.get("nnscratch.threads")
+    threads = sys.modules.get("nnscratch.accel.threads")
     if threads is not None and threads.SET_BY_NNSCRATCH:
-        # set by an ``import nnscratch`` in this process: not for the peers' processes
+        # set by nnscratch.enable_threads() in this process: not for the peers' processes
         env.pop("OPENBLAS_THREAD_TIMEOUT", None)
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if proc.returncode != 0:

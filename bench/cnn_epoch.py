@@ -32,6 +32,7 @@ from _benchenv import (
     environment,
     epoch_clock,
     format_blas,
+    nnscratch_worker,
     spawn_worker,
     threads_info,
     torch_info,
@@ -129,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--worker", choices=CONTENDERS, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
+        if args.worker in ("nnscratch", "floor"):   # (as the nnscratch command does first)
+            nnscratch_worker()
         worker(args.worker, args.data, args.epochs, args.device)
         return 0
     cuda = args.device != "cpu"

@@ -24,6 +24,7 @@ from _benchenv import (
     blas_info,
     environment,
     format_blas,
+    nnscratch_worker,
     spawn_worker,
     threads_info,
     torch_info,
@@ -107,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--worker", choices=["nnscratch", "torch"], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
+        if args.worker in ("nnscratch", "floor"):   # (as the nnscratch command does first)
+            nnscratch_worker()
         import json
 
         r = worker(args.worker, args.repeat)

@@ -1,7 +1,7 @@
 """Where an epoch of a shipped conv net goes: seconds per epoch spent in each layer's forward and
 backward, the loss gradient, the optimizer step and the augmentation.
 
-Every layer's (or conv block's, see ``nnscratch.convblock``) ``forward``/``backward`` (and the
+Every layer's (or accelerated kernel's, see ``nnscratch.accel``) ``forward``/``backward`` (and the
 loss, optimizer and augmentation) is wrapped with a timer for the run, so the figures include
 the timers' own small cost; "other" is the rest of the fit loop (shuffling, the epoch's loss and
 accuracy). Not a comparison with a peer, and not part of ``python -m bench``: a tool for
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
 
-    __import__("nnscratch")   # before NumPy, as the nnscratch command (see nnscratch.threads)
+    __import__("nnscratch").enable_threads(quiet=True)   # before NumPy, as the nnscratch command
     import numpy as np
 
     from nnscratch.config import build_optimizer, load_toml, train_config
@@ -54,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     model = build_model(cfg, split.info, device=args.device)
     X = apply_preprocessing(split.X_train, model.preprocessing, np.float32)
     totals: dict[object, float] = defaultdict(float)
-    # the stages training runs: the layers, with conv blocks (nnscratch.convblock) in their place
-    stages = model._plans[True][0]
+    # the stages accelerated training runs (nnscratch.accel.planner), the ones fit will use
+    stages = model._accel_stages("training")
     for i, stage in enumerate(stages):
         stage.forward = _timed(stage.forward, (i, "forward"), totals)
         stage.backward = _timed(stage.backward, (i, "backward"), totals)

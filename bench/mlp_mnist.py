@@ -25,6 +25,7 @@ from _benchenv import (
     blas_info,
     environment,
     format_blas,
+    nnscratch_worker,
     spawn_worker,
     threads_info,
     torch_info,
@@ -115,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--worker", choices=CONTENDERS, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
+        if args.worker in ("nnscratch", "floor"):   # (as the nnscratch command does first)
+            nnscratch_worker()
         import json
 
         r = {"nnscratch": run_nnscratch, "sklearn": run_sklearn, "torch": run_torch}[args.worker](

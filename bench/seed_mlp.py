@@ -39,7 +39,15 @@ import sys
 import time
 from pathlib import Path
 
-from _benchenv import blas_info, environment, format_blas, threads_info, torch_train, write_result
+from _benchenv import (
+    blas_info,
+    environment,
+    format_blas,
+    nnscratch_worker,
+    threads_info,
+    torch_train,
+    write_result,
+)
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "results" / "seed_mlp.json"
@@ -235,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.pairs < 1 or args.epochs < 1:
         p.error("--pairs and --epochs must be >= 1")
     if args.worker:
+        if args.worker in ("nnscratch", "floor"):   # (as the nnscratch command does first)
+            nnscratch_worker()
         worker(args.worker, args.epochs)
         return 0
 

@@ -1,4 +1,4 @@
-"""Conv blocks (nnscratch.convblock): the fused training path of Conv2D -> BatchNorm ->
+"""Conv blocks (nnscratch.accel.convblock): the fused training path of Conv2D -> BatchNorm ->
 [MaxPool2D] -> ReLU must give the numbers of the layers run one by one (the naive reference
 here), pass numerical gradient checks, and fail them when its math is broken."""
 
@@ -7,8 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nnscratch import Sequential, convblock
-from nnscratch.convblock import ConvBlock, find_blocks
+from nnscratch import Sequential
+from nnscratch.accel import convblock, planner
+from nnscratch.accel.convblock import ConvBlock
 from nnscratch.gradcheck import numerical_gradient, relative_error
 from nnscratch.layers import (
     BatchNorm,
@@ -22,6 +23,19 @@ from nnscratch.layers import (
 )
 from nnscratch.layers.base import batch_last
 from nnscratch.optim import SGD, Adam
+
+
+def find_blocks(layers, output_shapes):
+    """(start, stop) of every block ``convblock.match`` finds, scanning left to right."""
+    blocks, i = [], 0
+    while i < len(layers):
+        stop = convblock.match(layers, i, output_shapes)
+        if stop is None:
+            i += 1
+        else:
+            blocks.append((i, stop))
+            i = stop
+    return blocks
 
 
 def _layers(c, o, k=3, padding=1, pool=2, stride=1, gamma=None, seed=0):
@@ -231,22 +245,26 @@ def test_blocks_are_found_where_the_layers_allow():
                  (1, 8, 8)) == []
 
 
-def _cnn(seed=0, dtype="float64"):
+def _cnn(seed=0, dtype="float64", accelerate=True, relu_first=False):
+    block2 = [ReLU(), MaxPool2D(2)] if relu_first else [MaxPool2D(2), ReLU()]
     layers = [Conv2D(1, 12, 3, padding=1), BatchNorm(12), ReLU(),                 # fold
-              Conv2D(12, 8, 3, padding=1), BatchNorm(8), MaxPool2D(2), ReLU(),     # general
+              Conv2D(12, 8, 3, padding=1), BatchNorm(8), *block2,                 # general
               Flatten(), Dropout(0.2), Dense(128, 10)]
-    return Sequential(layers, input_shape=(1, 8, 8), seed=seed, dtype=dtype)
+    return Sequential(layers, input_shape=(1, 8, 8), seed=seed, dtype=dtype, accelerate=accelerate)
 
 
+@pytest.mark.parametrize("relu_first", [False, True])
 @pytest.mark.parametrize("opt", [lambda: SGD(lr=0.05, momentum=0.9), lambda: Adam(lr=1e-2)])
-def test_a_cnn_trains_to_the_same_weights_with_and_without_blocks(opt, scaled, monkeypatch):
+def test_a_cnn_trains_to_the_same_weights_with_and_without_blocks(opt, relu_first, scaled):
+    """Accelerated (two conv blocks; with ``relu_first`` the planner moves the pool before the
+    ReLU to form the second) against the layers one by one."""
     X, y = scaled[0][:100].reshape(-1, 1, 8, 8), scaled[1][:100]
     runs = {}
     for enabled in (True, False):
-        monkeypatch.setattr(convblock, "ENABLED", enabled)
-        model = _cnn()
+        model = _cnn(accelerate=enabled, relu_first=relu_first)
         history = model.fit(X, y, epochs=3, batch_size=32, optimizer=opt())
-        assert (isinstance(model._stages[0][0], ConvBlock)) == enabled
+        stages = planner.training_stages(model)
+        assert [type(s).__name__ for s in stages][:2] == ["ConvBlock", "ConvBlock"]
         runs[enabled] = (model, history)
     (fused, hf), (plain, hp) = runs[True], runs[False]
     for (name, p, _), (_, q, _) in zip(fused.named_parameters(), plain.named_parameters(), strict=True):
@@ -279,17 +297,16 @@ def test_batches_of_other_sizes_get_their_own_buffers(rng):
     assert again.shape == big.shape and len(block._workspace) == 2
 
 
-def test_training_forward_of_the_model_runs_the_blocks_and_prediction_the_layers(rng):
-    model = _cnn()
-    assert [type(s).__name__ for s in model._plans[True][0]][:2] == ["ConvBlock", "ConvBlock"]
-    x = rng.standard_normal((6, 1, 8, 8))
-    logits = model.forward(x, training=True)
-    assert isinstance(model._stages[0][0], ConvBlock) and logits.shape == (6, 10)
-    model.backward(rng.standard_normal((6, 10)), input_grad=False)
+def test_the_planner_puts_blocks_in_training_and_prediction_runs_the_layers(rng, scaled):
+    model = _cnn(relu_first=True)
+    stages = planner.training_stages(model)
+    assert [type(s).__name__ for s in stages][:2] == ["ConvBlock", "ConvBlock"]
+    X, y = scaled[0][:64].reshape(-1, 1, 8, 8), scaled[1][:64]
+    model.fit(X, y, epochs=1, batch_size=32, optimizer=SGD(lr=0.01))
     assert model.layers[0].grads["W"].any()
     # prediction never touches the blocks' batch statistics
-    p1 = model.predict_proba(x)
-    assert np.allclose(p1, model.predict_proba(x))
+    p1 = model.predict_proba(X)
+    assert np.allclose(p1, model.predict_proba(X))
 
 
 def test_bad_input_gets_the_layers_errors(rng):

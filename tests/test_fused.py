@@ -1,8 +1,8 @@
-"""The fused training epochs (fastpath.SoftmaxEpochs) against the step-by-step fit loop.
+"""The fused training epochs (accel.dense.SoftmaxEpochs) against the plain fit loop.
 
-``training.FUSED = False`` sends the same fit through the generic loop (each layer's or the
-bias-trick forward/backward, then ``SoftmaxCrossEntropy.gradient`` with its max shift, then
-``optimizer.step``): both must give the same weights and the same history.
+``Sequential(..., accelerate=False)`` sends the same fit through the plain loop (each layer's
+forward/backward, the loss's forward/backward, ``optimizer.step``): both must give the same
+weights and the same history.
 """
 
 from __future__ import annotations
@@ -10,19 +10,34 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import nnscratch.training as training
-from nnscratch import Sequential, fastpath
+from nnscratch import Sequential
+from nnscratch.accel import dense as fastpath
+from nnscratch.accel import planner
 from nnscratch.layers import Dense, ReLU
 from nnscratch.losses import MeanSquaredError, SoftmaxCrossEntropy
 from nnscratch.optim import SGD, Adam
 from nnscratch.optim.schedules import StepLR
 
 
-def _net(sizes, dtype="float64", seed=3):
+def _net(sizes, dtype="float64", seed=3, accelerate=True):
     layers = []
     for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
         layers += [Dense(n_in, n_out), ReLU()]
-    return Sequential(layers[:-1], seed=seed, dtype=dtype)
+    return Sequential(layers[:-1], seed=seed, dtype=dtype, accelerate=accelerate)
+
+
+def _stack(model):
+    """The model's one DenseReLUStack stage, or None."""
+    stages = planner.training_stages(model)
+    return stages[0] if len(stages) == 1 and isinstance(stages[0], fastpath.DenseReLUStack) else None
+
+
+def _softmax_epochs(model, X, Y, batch_size):
+    """The fused epochs the planner would use for ``model`` (None where it would not)."""
+    stack = _stack(model)
+    if stack is None or stack.sizes[0][0] > fastpath.FUSED_MAX_INPUTS:
+        return None
+    return fastpath.SoftmaxEpochs(stack, X, Y, batch_size)
 
 
 def _data(n, d, k, seed=0, dtype=np.float64):
@@ -34,12 +49,12 @@ def _data(n, d, k, seed=0, dtype=np.float64):
 
 
 def _fit_both(monkeypatch, make_model, make_opt, X, y, **kw):
-    """(model, history) fitted through the fused epochs and through the step-by-step loop."""
+    """(model, history) fitted through the fused epochs and through the plain loop."""
     out = []
     for fused in (True, False):
-        monkeypatch.setattr(training, "FUSED", fused)
         model = make_model()
-        assert model._fast is not None      # (so the fused path applies when FUSED is on)
+        model.accelerate = fused
+        assert _stack(model) is not None      # (so the fused path applies when accelerated)
         history = model.fit(X, y, optimizer=make_opt(), **kw)
         out.append((model, history))
     return out
@@ -119,7 +134,7 @@ def test_negative_control_the_unshifted_softmax_does_break_there(bias):
     model = _extreme_net(bias)()
     opt = SGD(lr=0.1)
     opt.bind(model.parameters())
-    epochs = model.softmax_epochs(X, np.eye(3)[y], 8)
+    epochs = _softmax_epochs(model, X, np.eye(3)[y], 8)
     with np.errstate(all="ignore"):
         logits = epochs.run(None, opt)
     assert not epochs.figures(logits, y)[0]
@@ -128,7 +143,7 @@ def test_negative_control_the_unshifted_softmax_does_break_there(bias):
 
 def test_the_range_check_bounds_are_where_the_plain_softmax_is_accurate():
     X, y = _data(16, 6, 3, dtype=np.float32)
-    epochs = _net([6, 3], "float32").softmax_epochs(X, np.eye(3, dtype=np.float32)[y], 8)
+    epochs = _softmax_epochs(_net([6, 3], "float32"), X, np.eye(3, dtype=np.float32)[y], 8)
     hi, lo = epochs.logit_range
     with np.errstate(over="ignore"):    # m * (sum of k terms) stays finite below hi, not far above
         assert np.isfinite(np.float32(8 * 3) * np.exp(np.float32(hi)))
@@ -163,7 +178,7 @@ def test_epoch_logits_are_in_the_order_of_the_labels(monkeypatch):
     model = _net([6, 5, 3])
     opt = SGD(lr=1e-300)          # (a step that changes nothing)
     opt.bind(model.parameters())
-    epochs = model.softmax_epochs(X, np.eye(3)[y], 8)
+    epochs = _softmax_epochs(model, X, np.eye(3)[y], 8)
     perm = np.random.default_rng(1).permutation(43)
     Z = epochs.run(perm, opt)
     np.testing.assert_allclose(Z, model.forward(X[perm]), rtol=1e-12)
@@ -171,13 +186,13 @@ def test_epoch_logits_are_in_the_order_of_the_labels(monkeypatch):
 
 def test_fused_path_applies_only_to_softmax_without_augment(monkeypatch):
     calls = []
-    real = Sequential.softmax_epochs
+    real = planner.SoftmaxEpochs
 
-    def spy(self, *args):
+    def spy(*args):
         calls.append(args)
-        return real(self, *args)
+        return real(*args)
 
-    monkeypatch.setattr(Sequential, "softmax_epochs", spy)
+    monkeypatch.setattr(planner, "SoftmaxEpochs", spy)
     X, y = _data(30, 6, 3)
     _net([6, 5, 3]).fit(X, y, epochs=1, optimizer=SGD(lr=0.1))
     assert len(calls) == 1
@@ -187,7 +202,7 @@ def test_fused_path_applies_only_to_softmax_without_augment(monkeypatch):
     _net([6, 5, 3]).fit(X, y, epochs=1, optimizer=SGD(lr=0.1), loss=SoftmaxCrossEntropy())
     assert len(calls) == 2
     model = Sequential([Dense(6, 5), ReLU(), Dense(5, 3), ReLU()], seed=0)  # no fast path
-    assert not fastpath.applies(model.layers) and model.softmax_epochs(X, np.eye(3)[y], 8) is None
+    assert _stack(model) is None and _softmax_epochs(model, X, np.eye(3)[y], 8) is None
 
 
 @pytest.mark.parametrize("case", ["plain", "ties", "all-equal", "nan"])
@@ -220,10 +235,10 @@ def test_wide_inputs_keep_the_step_by_step_loop():
     """Above FUSED_MAX_INPUTS features (MNIST's 784) the fused epochs were measured slower."""
     X, y = _data(20, fastpath.FUSED_MAX_INPUTS + 1, 3, dtype=np.float32)
     wide = _net([X.shape[1], 4, 3], "float32")
-    assert wide._fast is not None
-    assert wide.softmax_epochs(X, np.eye(3, dtype=np.float32)[y], 8) is None
+    assert _stack(wide) is not None
+    assert _softmax_epochs(wide, X, np.eye(3, dtype=np.float32)[y], 8) is None
     narrow = _net([fastpath.FUSED_MAX_INPUTS, 4, 3], "float32")
-    assert narrow.softmax_epochs(X[:, 1:], np.eye(3, dtype=np.float32)[y], 8) is not None
+    assert _softmax_epochs(narrow, X[:, 1:], np.eye(3, dtype=np.float32)[y], 8) is not None
 
 
 @pytest.mark.parametrize("own", [True, False], ids=["epoch-logits", "other-logits"])
@@ -236,7 +251,7 @@ def test_figures_are_the_loss_and_accuracy_of_the_logits(own):
     model = _net([6, 5, 3], "float32")
     opt = SGD(lr=0.1)
     opt.bind(model.parameters())
-    epochs = model.softmax_epochs(X, np.eye(3, dtype=np.float32)[y], 8)
+    epochs = _softmax_epochs(model, X, np.eye(3, dtype=np.float32)[y], 8)
     perm = np.random.default_rng(2).permutation(43)
     Z = epochs.run(perm, opt)
     if not own:
@@ -277,7 +292,7 @@ def test_the_update_inside_the_products_is_plain_sgd():
         if not plain:     # the same SGD, seen by the fused epochs as not plain
             opt.plain_descent_lr = lambda: None
         opt.bind(model.parameters())
-        epochs = model.softmax_epochs(X, np.eye(3)[y], 8)
+        epochs = _softmax_epochs(model, X, np.eye(3)[y], 8)
         assert epochs.update_gemm is not None
         epochs.run(np.random.default_rng(4).permutation(43), opt)
         got.append(model.parameters()[0][0].copy())
@@ -288,7 +303,7 @@ def test_the_update_inside_the_products_is_plain_sgd():
 def test_no_update_inside_products_for_cupy_like_or_large_or_deep_stacks():
     X, y = _data(20, 6, 3, dtype=np.float32)
     Y = np.eye(3, dtype=np.float32)[y]
-    assert _net([6, 5, 3], "float32").softmax_epochs(X, Y, 8).update_gemm is not None
-    assert _net([6, 5, 4, 3], "float32").softmax_epochs(X, Y, 8).update_gemm is None
+    assert _softmax_epochs(_net([6, 5, 3], "float32"), X, Y, 8).update_gemm is not None
+    assert _softmax_epochs(_net([6, 5, 4, 3], "float32"), X, Y, 8).update_gemm is None
     wide = _net([6, fastpath.UPDATE_GEMM_MAX // (7 * 8) + 1, 3], "float32")
-    assert wide.softmax_epochs(X, Y, 8).update_gemm is None
+    assert _softmax_epochs(wide, X, Y, 8).update_gemm is None

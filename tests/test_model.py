@@ -202,41 +202,44 @@ def test_diverging_training_stops_with_clear_error(scaled):
 
 @pytest.mark.parametrize("sizes", [[5, 3], [6, 4, 3], [7, 8, 5, 4, 3]])
 @pytest.mark.parametrize("m", [1, 4, 9])
-def test_fast_training_path_matches_the_layer_by_layer_path(sizes, m, rng):
-    """Sequential's bias-trick fast path gives the layers' own forward/backward numbers."""
-    from nnscratch import fastpath
+def test_dense_relu_stack_matches_the_layers(sizes, m, rng):
+    """The bias-trick stack (accel.dense.DenseReLUStack) gives the layers' own forward/backward
+    numbers."""
+    from nnscratch.accel.dense import DenseReLUStack
+    from nnscratch.accel.planner import training_stages
 
     layers = []
     for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
         layers += [Dense(n_in, n_out), ReLU()]
     model = Sequential(layers[:-1], seed=1, dtype="float64")
-    assert model._fast is not None and fastpath.applies(model.layers)
+    (stack,) = training_stages(model)
+    assert isinstance(stack, DenseReLUStack)
     for layer in model.layers[::2]:
         layer.params["b"][...] = rng.standard_normal(layer.params["b"].shape)
     x, g = rng.standard_normal((m, sizes[0])), rng.standard_normal((m, sizes[-1]))
 
-    z_fast = model.forward(x, training=True).copy()
-    dx_fast = model.backward(g).copy()
+    z_fast = stack.forward(x).copy()
+    dx_fast = stack.backward(g).copy()
     grads_fast = model.parameters()[0][1].copy()
 
-    h = x  # the plain path: each layer's own forward, then backward
-    for layer in model.layers:
-        h = layer.forward(h, training=True)
+    h = model.forward(x, training=True)  # the plain path: each layer's own forward, backward
     np.testing.assert_allclose(z_fast, h, rtol=1e-12, atol=1e-12)
-    d = g
-    for layer in reversed(model.layers):
-        d = layer.backward(d)
+    d = model.backward(g)
     np.testing.assert_allclose(dx_fast, d, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(grads_fast, model.parameters()[0][1], rtol=1e-12, atol=1e-12)
     assert model.backward(g, input_grad=False) is None
 
 
-def test_other_stacks_take_the_layer_by_layer_path(scaled):
+def test_other_stacks_take_other_stages(scaled):
+    from nnscratch.accel.dense import DenseReLUStack
+    from nnscratch.accel.planner import training_stages
+
     X, y, _, _ = scaled
     for layers in ([Dense(64, 10), Dense(10, 10)], [ReLU(), Dense(64, 10)],
                    [Dense(64, 16), ReLU(), Dense(16, 10), ReLU()]):
         model = Sequential(layers, seed=0)
-        assert model._fast is None
+        stages = training_stages(model)
+        assert not (len(stages) == 1 and isinstance(stages[0], DenseReLUStack))
         h = model.fit(X[:200], y[:200], epochs=3, optimizer=SGD(lr=0.1))
         assert np.isfinite(h["loss"]).all()
 
@@ -265,11 +268,10 @@ def test_interrupted_training_keeps_the_model(tmp_path, monkeypatch):
 
 
 def test_layer_by_layer_path_trains_exactly_like_the_fast_path(scaled):
-    """The same network trained with and without the fast path lands on the same weights."""
+    """The same network trained with and without acceleration lands on the same weights."""
     X, y, _, _ = scaled
     fast, plain = seed_net(dtype="float64"), seed_net(dtype="float64")
-    plain._fast = None  # force the layers' own forward/backward
-    assert fast._fast is not None
+    plain.accelerate = False  # the layers' own forward/backward
     for m in (fast, plain):
         m.fit(X[:300], y[:300], epochs=3, batch_size=32, optimizer=SGD(lr=0.1))
     np.testing.assert_allclose(plain.parameters()[0][0], fast.parameters()[0][0], rtol=1e-10,

@@ -143,10 +143,12 @@ def test_each_optimizer_trains_the_digits_model(opt, scaled):
 
 
 @pytest.mark.parametrize("size", [100, 20_000])
-def test_plain_sgd_on_small_and_large_buffers(size, rng):
-    # small buffers take SciPy's BLAS axpy, large ones NumPy (see sgd.AXPY_MAX_SIZE): both must
-    # do p <- p - lr * g exactly, step after step, in float32 and float64
-    from nnscratch.optim.sgd import AXPY_MAX_SIZE
+@pytest.mark.parametrize("accelerated", [False, True])
+def test_plain_sgd_on_small_and_large_buffers(size, accelerated, rng):
+    # the accelerated step: small buffers take SciPy's BLAS axpy, large ones the optimizer's own
+    # step (see accel.optim.AXPY_MAX_SIZE): all must do p <- p - lr * g, step after step, in
+    # float32 and float64
+    from nnscratch.accel.optim import AXPY_MAX_SIZE, step_function
 
     assert (size <= AXPY_MAX_SIZE) == (size == 100)
     for dtype in (np.float32, np.float64):
@@ -154,9 +156,11 @@ def test_plain_sgd_on_small_and_large_buffers(size, rng):
         expected = p.copy()
         opt = SGD(lr=0.05)
         opt.bind([(p, g)])
+        step = step_function(opt) if accelerated else opt.step
+        assert (step != opt.step) == (accelerated and size == 100)
         for _ in range(3):
             g[...] = rng.standard_normal(size)
-            opt.step()
+            step()
             expected -= dtype(0.05) * g
             np.testing.assert_allclose(p, expected, rtol=1e-6 if dtype == np.float32 else 1e-14)
 

@@ -154,12 +154,22 @@ def test_max_pool_commutes_with_monotonic_activations(act, rng):
     np.testing.assert_allclose(grads[0], grads[1], rtol=1e-12, atol=1e-15)
 
 
-def test_build_layers_swaps_only_for_monotonic_activations():
+def test_build_layers_writes_the_natural_order_and_the_planner_swaps():
+    """Configs build Conv [BN] act MaxPool; the accelerated plan runs the pool first where the
+    activation is non-decreasing (accel.planner.reorder)."""
+    from nnscratch.accel.planner import reorder
     from nnscratch.config import build_layers, train_config
 
     def names(**kw):
         cfg = train_config({"arch": "cnn", "dataset": "mnist5k", **kw})
         return [type(layer).__name__ for layer in build_layers(cfg, (1, 28, 28), 10)]
 
-    assert names()[:4] == ["Conv2D", "BatchNorm", "MaxPool2D", "ReLU"]
+    assert names()[:4] == ["Conv2D", "BatchNorm", "ReLU", "MaxPool2D"]
     assert names(activation="gelu")[:4] == ["Conv2D", "BatchNorm", "GELU", "MaxPool2D"]
+
+    def reordered(**kw):
+        cfg = train_config({"arch": "cnn", "dataset": "mnist5k", **kw})
+        return [type(layer).__name__ for layer in reorder(build_layers(cfg, (1, 28, 28), 10))]
+
+    assert reordered()[:4] == ["Conv2D", "BatchNorm", "MaxPool2D", "ReLU"]
+    assert reordered(activation="gelu")[:4] == ["Conv2D", "BatchNorm", "GELU", "MaxPool2D"]

@@ -10,7 +10,8 @@ import threading
 import numpy as np
 import pytest
 
-from nnscratch import Sequential, convblock, threads
+from nnscratch import Sequential
+from nnscratch.accel import threads
 from nnscratch.backend import CPU
 from nnscratch.layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
 from nnscratch.optim import Adam, AdamW
@@ -136,8 +137,9 @@ def test_a_forked_child_makes_its_own_workers(n_threads):
     assert os.WEXITSTATUS(status) == 0
 
 
-def _train(model_fn, optimizer_fn, X, y):
+def _train(model_fn, optimizer_fn, X, y, accelerate=True):
     model = model_fn()
+    model.accelerate = accelerate
     history = model.fit(X, y, epochs=2, batch_size=32, optimizer=optimizer_fn())
     params = [p.copy() for _, p, _ in model.named_parameters()]
     return params, history["loss"], model.predict_proba(X)
@@ -150,18 +152,17 @@ def _cnn():
                       input_shape=(1, 8, 8), seed=3, dtype="float32")
 
 
-@pytest.mark.parametrize("blocks", [True, False])   # conv blocks, or the layers one by one
+@pytest.mark.parametrize("blocks", [True, False])   # accelerated, or the layers one by one
 @pytest.mark.parametrize("optimizer_fn", [lambda: Adam(lr=1e-2),
                                           lambda: AdamW(lr=1e-2, weight_decay=0.1)])
 def test_training_is_bit_identical_in_one_or_several_threads(optimizer_fn, blocks, scaled,
                                                              n_threads, monkeypatch):
     monkeypatch.setattr(threads, "MIN_SIZE", 1)   # split even these small arrays
-    monkeypatch.setattr(convblock, "ENABLED", blocks)
     X, y = scaled[0][:200].reshape(-1, 1, 8, 8).astype(np.float32), scaled[1][:200]
     runs = {}
     for count in (1, 2, 3):
         n_threads(count)
-        runs[count] = _train(_cnn, optimizer_fn, X, y)
+        runs[count] = _train(_cnn, optimizer_fn, X, y, accelerate=blocks)
     for count in (2, 3):
         for p, q in zip(runs[1][0], runs[count][0], strict=True):
             np.testing.assert_array_equal(p, q)
@@ -169,9 +170,9 @@ def test_training_is_bit_identical_in_one_or_several_threads(optimizer_fn, block
         np.testing.assert_array_equal(runs[1][2], runs[count][2])     # predictions
 
 
-def test_layers_split_their_passes(n_threads, monkeypatch):
-    """Conv2D (both layouts), MaxPool2D and BatchNorm hand their passes to the backend's
-    ``parallel`` (so the test above exercises their parts)."""
+def test_accelerated_kernels_split_their_passes(n_threads, monkeypatch, scaled):
+    """The accelerated kernels hand their passes to ``threads.split`` (so the test above
+    exercises their parts), in training and in prediction."""
     monkeypatch.setattr(threads, "MIN_SIZE", 1)
     n_threads(2)
     calls = []
@@ -181,14 +182,15 @@ def test_layers_split_their_passes(n_threads, monkeypatch):
         calls.append(fn.__qualname__.split(".<locals>")[0])
         return real(fn, n, size)
 
-    object.__setattr__(CPU, "parallel", spy)      # (a frozen dataclass)
-    try:
-        model = _cnn()
-        model.predict_proba(np.zeros((5, 1, 8, 8), np.float32))
-    finally:
-        object.__setattr__(CPU, "parallel", real)
-    assert {"Conv2D._forward_batch_first", "Conv2D.forward", "MaxPool2D.forward",
-            "BatchNorm.forward"} <= set(calls), calls
+    monkeypatch.setattr(threads, "split", spy)
+    model = _cnn()
+    X, y = scaled[0][:64].reshape(-1, 1, 8, 8).astype(np.float32), scaled[1][:64]
+    model.fit(X, y, epochs=1, batch_size=32, optimizer=Adam(lr=1e-3))
+    trained = set(calls)
+    calls.clear()
+    model.predict_proba(np.zeros((5, 1, 8, 8), np.float32))
+    assert {"ConvBlock.forward", "ConvBlock.backward"} <= trained, trained
+    assert len(set(calls)) >= 2, calls
 
 
 def test_adam_updates_a_non_contiguous_parameter_in_place():
@@ -202,10 +204,10 @@ def test_adam_updates_a_non_contiguous_parameter_in_place():
 
 
 def test_the_cpu_backend_splits_and_others_do_not():
-    assert CPU.parallel is threads.split
+    assert threads.parallel_of(CPU) is threads.split
     from nnscratch.backend import Backend
     other = Backend("cuda:0", np, np.asarray, np.asarray, lambda d, h: None, None, None)
-    assert other.parallel is threads.serial
+    assert threads.parallel_of(other) is threads.serial
 
 
 def _run(code: str, **env: str) -> tuple[str, str]:
@@ -216,21 +218,31 @@ def _run(code: str, **env: str) -> tuple[str, str]:
     return r.stdout.strip(), r.stderr
 
 
-def test_import_sets_openblas_timeout_unless_the_user_did():
-    code = ("import nnscratch, os; from nnscratch import threads as t; "
-            "print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'), t.SHORT_TIMEOUT, "
-            "t.default_threads()[0])")
+def test_import_changes_nothing_and_enable_threads_sets_the_openblas_timeout():
+    show = ("from nnscratch.accel import threads as t; "
+            "print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'), t.SHORT_TIMEOUT, t.THREADS)")
     cores = min(len(os.sched_getaffinity(0)), 4)
-    assert _run(code)[0] == f"{threads.OPENBLAS_TIMEOUT} True {cores}"
-    assert _run(code, OPENBLAS_THREAD_TIMEOUT="25")[0] == "25 False 1"     # the user's, too long
-    assert _run(code, OPENBLAS_THREAD_TIMEOUT="16")[0] == f"16 True {cores}"
-    # NumPy (and OpenBLAS with its default timeout) loaded first: nothing set, one thread
-    assert _run("import numpy; " + code)[0] == "None False 1"
-    assert _run("import numpy; " + code, NNSCRATCH_THREADS="2")[0] == "None False 2"
+    # import nnscratch alone: no environment variable, no split, no NumPy
+    out, _ = _run("import os, sys, nnscratch; from nnscratch import Sequential; " + show
+                  + "; print('numpy' in sys.modules)")
+    assert out.splitlines()[0] == "None None None"
+    enable = "import os, nnscratch; print(nnscratch.enable_threads()); " + show
+    assert _run(enable)[0].split() == ["True", threads.OPENBLAS_TIMEOUT, "True", str(cores)]
+    out, err = _run(enable, OPENBLAS_THREAD_TIMEOUT="25")          # the user's, too long
+    assert out.split() == ["False", "25", "False", "1"]
+    assert err.count("\n") <= 2 and "OPENBLAS_THREAD_TIMEOUT is above 20" in err
+    assert _run(enable, OPENBLAS_THREAD_TIMEOUT="16")[0].split() == ["True", "16", "True",
+                                                                     str(cores)]
+    # NumPy (and OpenBLAS with its default timeout) loaded first: nothing set, one thread, a
+    # one-line warning that says why
+    out, err = _run("import numpy; " + enable)
+    assert out.split() == ["False", "None", "False", "1"] and "before nnscratch.enable_threads" in err
+    assert _run("import numpy; " + enable, NNSCRATCH_THREADS="2")[0].split()[0] == "True"
 
 
 def test_nnscratch_threads_variable():
-    code = "import nnscratch.threads as t; print(t.default_threads()[0])"
+    code = ("import nnscratch, nnscratch.accel.threads as t; nnscratch.enable_threads(True); "
+            "print(t.default_threads()[0])")
     assert _run(code, NNSCRATCH_THREADS="3")[0] == "3"
     out, err = _run(code, NNSCRATCH_THREADS="two")
     assert "NNSCRATCH_THREADS must be a whole number" in err

@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 
-from . import threads
 from .errors import DeviceError
 
 #: dtypes a model may compute in
@@ -67,26 +66,12 @@ class Backend:
     erf: Callable[[Any], Any]
     #: ``numpy.lib.stride_tricks.sliding_window_view`` or CuPy's
     sliding_window_view: Callable[..., Any]
-    #: ``take_rows(a, indices, out)``: ``out[i] = a[indices[i]]`` (the indices are a valid
-    #: permutation); by default ``xp.take(a, indices, axis=0, out=out)``
-    take_rows: Callable[[Any, Any, Any], Any] | None = None
-    #: ``xp.dot`` for the training fast paths, which call it tens of thousands of times a second:
-    #: NumPy's own implementation, without the ``__array_function__`` dispatch in front of it
-    #: (``np.dot._implementation``, NEP 18), which costs a fifth of a small product's time
-    dot: Callable[..., Any] | None = None
-    #: ``parallel(fn, n, size=None)``: call ``fn(part)`` for slices ``part`` covering
-    #: ``range(n)``, at once in several threads on the CPU (:func:`nnscratch.threads.split`),
-    #: as one call ``fn(slice(0, n))`` on a GPU, which parallelises each operation itself
-    parallel: Callable[..., None] = threads.serial
+    @property
+    def parallel(self) -> Callable[..., None]:
+        """(Transitional: the layers' own thread split moves to nnscratch.accel.threads.)"""
+        from .accel.threads import parallel_of
 
-    def __post_init__(self) -> None:
-        xp = self.xp
-        if self.take_rows is None:
-            object.__setattr__(self, "take_rows",
-                               lambda a, indices, out: xp.take(a, indices, axis=0, out=out))
-        if self.dot is None:
-            dot = getattr(xp, "dot", None)
-            object.__setattr__(self, "dot", getattr(dot, "_implementation", dot))
+        return parallel_of(self)
 
     def __repr__(self) -> str:
         return f"Backend({self.device!r}, xp={self.xp.__name__})"
@@ -102,24 +87,8 @@ def _upload_cpu(device_array: np.ndarray, host_array: np.ndarray) -> None:
     """Nothing to copy: on the CPU ``asarray(host_array)`` *is* ``host_array``."""
 
 
-def host_blas(name: str, a: Any) -> Callable[..., Any] | None:
-    """SciPy's BLAS routine ``name`` (``"axpy"``, ``"gemm"``, ...) for the dtype of ``a``, a
-    C-contiguous float32/float64 NumPy array; ``None`` for anything else (CuPy arrays among them:
-    SciPy's BLAS runs on the host)."""
-    if type(a) is np.ndarray and a.dtype in (np.float32, np.float64) and a.flags.c_contiguous:
-        from scipy.linalg.blas import get_blas_funcs
-        return get_blas_funcs(name, (a,))
-    return None
-
-
-def _take_rows_cpu(a: np.ndarray, indices: np.ndarray, out: np.ndarray) -> np.ndarray:
-    # mode="clip": with the default mode="raise" NumPy gathers into a buffer and copies that into
-    # ``out``, twice the time (the indices are known to be valid, so nothing is ever clipped)
-    return np.take(a, indices, axis=0, out=out, mode="clip")
-
-
 CPU = Backend("cpu", np, np.asarray, np.asarray, _upload_cpu, _erf_cpu,
-              np.lib.stride_tricks.sliding_window_view, _take_rows_cpu, parallel=threads.split)
+              np.lib.stride_tricks.sliding_window_view)
 
 #: the backend of each array type seen so far: ``backend_of`` looks arrays up here
 _BY_ARRAY_TYPE: dict[type, Backend] = {np.ndarray: CPU}

@@ -125,6 +125,9 @@ def _add_training_flags(t: argparse.ArgumentParser) -> None:
                    help="save RUN_DIR/checkpoints/epochNNNN.safetensors every N epochs")
     t.add_argument("--seed", type=_non_negative_int, help="weights and shuffling (default 0)")
     t.add_argument("--dtype", choices=["float32", "float64"])
+    t.add_argument("--accelerate", action=argparse.BooleanOptionalAction, default=None,
+                   help="train through nnscratch.accel's fast kernels (default); "
+                        "--no-accelerate runs only the layers' own code")
     t.add_argument("--device", default="cpu", metavar="DEVICE",
                    help="cpu (default), or cuda / cuda:N to compute on a GPU with CuPy "
                    "(pip install 'nnscratch[cuda]')")
@@ -208,7 +211,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _resume(args: argparse.Namespace) -> int:
     """Continue RUN_DIR from its latest checkpoint, in place, to the epochs it was started with."""
-    given = [k for k in TRAIN_DEFAULTS if getattr(args, k, None) is not None]
+    # (--accelerate / --no-accelerate may be given: it changes how fast, not what is computed)
+    given = [k for k in TRAIN_DEFAULTS if getattr(args, k, None) is not None and k != "accelerate"]
     if given or args.config or args.out:
         raise InputError("--resume continues a run with its own settings; give no other "
                          f"settings (got {', '.join(given) or '--config/--out'})")
@@ -222,6 +226,8 @@ def _resume(args: argparse.Namespace) -> int:
     if not isinstance(cfg, dict):
         raise InputError(f"{ckpts[-1]}: not a resumable checkpoint (no run config)")
     cfg = train_config(cfg)
+    if args.accelerate is not None:
+        cfg["accelerate"] = model.accelerate = args.accelerate
     optimizer, schedule = build_optimizer(cfg), build_schedule(cfg)
     try:
         epoch, history = restore_training_state(model, optimizer, schedule)

@@ -74,6 +74,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "weight_decay": None, "dropout": 0.0, "batch_norm": False, "schedule": "constant",
     "warmup": 0, "early_stopping": 0, "validation_split": 0.0, "checkpoint_every": 0,
     "clip_norm": None, "epochs": 1000, "batch_size": 32, "seed": 0, "dtype": "float32",
+    "accelerate": True,
 }
 
 
@@ -138,6 +139,7 @@ _CHECKS: dict[str, tuple[Any, str]] = {
     "weight_decay": (lambda v: v is None or (_is_num(v) and v >= 0), "a number >= 0"),
     "dropout": (lambda v: _is_num(v) and 0 <= v < 1, "a probability in [0, 1)"),
     "batch_norm": (lambda v: isinstance(v, bool), "true or false"),
+    "accelerate": (lambda v: isinstance(v, bool), "true or false"),
     "schedule": (lambda v: v in SCHEDULE_CHOICES, f"one of {', '.join(SCHEDULE_CHOICES)}"),
     "warmup": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
     "early_stopping": (lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0: off)"),
@@ -206,7 +208,6 @@ def build_layers(cfg: dict[str, Any], n_in: int | tuple[int, int, int],
     ``cnn``: per entry of ``channels`` a 3x3 Conv2D (padding 1) [BatchNorm] activation, and a
     2x2 max-pool after each of them (``pool = "each"``) or once after the last
     (``pool = "last"``); then Flatten [Dropout], then the ``mlp`` part on the flattened features.
-    (With a non-decreasing activation the pool goes before it: the same function, cheaper.)
     """
     if cfg.get("layers") is not None:
         return [build_layer(spec) for spec in cfg["layers"]]
@@ -217,16 +218,12 @@ def build_layers(cfg: dict[str, Any], n_in: int | tuple[int, int, int],
         if isinstance(n_in, int):
             raise ValueError("the cnn architecture needs an image input shape (C, H, W)")
         c, h, w = n_in
-        # Max-pooling commutes with a non-decreasing activation f: max(f(z)) = f(max(z)), with
-        # the same gradients. So when f is one, a block is Conv [BN] MaxPool f rather than
-        # Conv [BN] f MaxPool: the same function, with f applied to 4x fewer values.
-        swap = cfg["activation"] in ("relu", "leaky_relu", "tanh", "sigmoid")
         for i, ch in enumerate(cfg["channels"]):
             layers.append(Conv2D(c, ch, 3, padding=1, init=init))
             if cfg["batch_norm"]:
                 layers.append(BatchNorm(ch))
             if cfg["pool"] == "each" or i == len(cfg["channels"]) - 1:
-                layers += [MaxPool2D(2), act()] if swap else [act(), MaxPool2D(2)]
+                layers += [act(), MaxPool2D(2)]
                 h, w = h // 2, w // 2
             else:
                 layers.append(act())

@@ -89,5 +89,10 @@ def check_loss(loss, logits: np.ndarray, target: np.ndarray, tol: float = 1e-6,
     if hasattr(loss, "gradient"):
         t = np.asarray(target)
         Y = t if t.ndim == 2 else np.eye(z.shape[1])[t]
-        errors["logits (fused fast path)"] = relative_error(numeric, np.array(loss.gradient(z, Y)))
+        errors["logits (loss.gradient)"] = relative_error(numeric, np.array(loss.gradient(z, Y)))
+        if type(loss).__name__ == "SoftmaxCrossEntropy":
+            from .accel.losses import SoftmaxGradient
+
+            errors["logits (accelerated)"] = relative_error(numeric,
+                                                            np.array(SoftmaxGradient()(z, Y)))
     return GradCheckResult(errors, tol)

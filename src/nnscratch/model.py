@@ -8,13 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from . import convblock
 from .backend import Backend, get_backend, resolve_dtype
 from .callbacks import Callback, ProgressBar
 from .config import build_layer, layer_spec
-from .convblock import ConvBlock, find_blocks
 from .errors import InputError, ModelFileError
-from .fastpath import FUSED_MAX_INPUTS, DenseReLUStack, SoftmaxEpochs, applies
 from .io import read_model_file, write_model_file
 from .layers.base import Layer
 from .losses import SoftmaxCrossEntropy, softmax
@@ -56,11 +53,17 @@ class Sequential:
         a device cannot be used. Inputs and outputs of ``fit``/``predict`` are NumPy arrays
         whatever the device; the weights are drawn on the host, so a seed gives the same
         initial model on every device.
+    accelerate : bool (default True)
+        Train (and predict) through :mod:`nnscratch.accel`: kernels found by pattern in the layer
+        list that compute what the layers compute, faster. ``False`` runs only the layers', the
+        loss's and the optimizer's own ``forward``/``backward``/``step``: the code to read and
+        step through. The results are the same (to rounding); see ``docs/architecture.md``.
+        An attribute: ``model.accelerate = False`` switches an existing model.
     """
 
     def __init__(self, layers: Sequence[Layer], *, input_shape: Sequence[int] | None = None,
                  seed: int | None = None, dtype: str | type = "float32",
-                 device: str | Backend = "cpu") -> None:
+                 device: str | Backend = "cpu", accelerate: bool = True) -> None:
         layers = list(layers) if isinstance(layers, Iterable) else layers
         if not isinstance(layers, list) or not layers:
             raise ValueError("Sequential needs a non-empty list of layers")
@@ -74,6 +77,7 @@ class Sequential:
                 raise ValueError(f"Sequential layer {i} ({layer!r}) already belongs to another "
                                  "model; create a new layer")
         seed = check_seed(seed, "seed")
+        self.accelerate = accelerate
         self.backend = get_backend(device)
         self.device, self.xp = self.backend.device, self.backend.xp
         self.layers = layers
@@ -95,13 +99,8 @@ class Sequential:
             layer.reset_parameters(self.rng, self.dtype)
             layer._owner = self  # type: ignore[attr-defined]
         self._flatten()
-        # training fast path of Conv2D -> BatchNorm -> [MaxPool2D] -> ReLU blocks (convblock.py)
-        block_stages = self._stages_with_blocks()
-        #: (stages, index of the first one with parameters) for training with and without blocks
-        self._plans = {flag: (stages, next(i for i, st in enumerate(stages)
-                                           if isinstance(st, ConvBlock) or st.params))
-                       for flag, stages in ((True, block_stages), (False, self.layers))}
-        self._stages = self._plans[False]   # what the last training forward ran
+        #: (accelerate flag, training stages, inference stages) of nnscratch.accel, made once
+        self._accel: dict[str, list[Any]] = {}
         self.history: History | None = None
         #: how raw inputs become model inputs (set by the CLI, saved in the model file)
         self.preprocessing: dict[str, Any] = {}
@@ -109,6 +108,17 @@ class Sequential:
         self.metadata: dict[str, Any] = {}
         #: (info, optimizer arrays) when loaded from a checkpoint that holds a training state
         self.training_state: tuple[dict[str, Any] | None, dict[str, np.ndarray]] = (None, {})
+
+    @property
+    def accelerate(self) -> bool:
+        """Whether training and prediction run through :mod:`nnscratch.accel` (see above)."""
+        return self._accelerate
+
+    @accelerate.setter
+    def accelerate(self, value: bool) -> None:
+        if not isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"accelerate must be True or False, got {value!r}")
+        self._accelerate = bool(value)
 
     # -- structure ------------------------------------------------------------------------------
     def _input_shape(self, given: Sequence[int] | None) -> tuple[int, ...]:
@@ -151,7 +161,7 @@ class Sequential:
         self._flat_params = self.backend.asarray(host)   # (on the CPU: host itself)
         self._flat_grads = self.xp.zeros(total, dtype=self.dtype)
         offset = 0
-        blocks = []  # each layer's (params, grads) as 1-D views, in layer order
+        self._blocks = []  # each layer's (params, grads) as 1-D views, in layer order
         for layer in self.layers:
             start = offset
             for name, p in layer.params.items():
@@ -159,21 +169,9 @@ class Sequential:
                 layer.grads[name] = self._flat_grads[offset:offset + p.size].reshape(p.shape)
                 offset += p.size
             if layer.params:
-                blocks.append((self._flat_params[start:offset], self._flat_grads[start:offset]))
-        # training fast path (the bias trick) for Dense (ReLU Dense)* stacks; see fastpath.py
-        self._fast = (DenseReLUStack(self.layers[::2], blocks)  # type: ignore[arg-type]
-                      if applies(self.layers) else None)
-
-    def _stages_with_blocks(self) -> list[Any]:
-        """The layers, with each run that forms a conv block replaced by one :class:`ConvBlock`."""
-        stages: list[Any] = []
-        i = 0
-        for start, stop in find_blocks(self.layers, self.output_shapes):
-            conv, bn, *rest = self.layers[start:stop]
-            stages += self.layers[i:start]
-            stages.append(ConvBlock(conv, bn, rest[0] if len(rest) == 2 else None, rest[-1]))
-            i = stop
-        return stages + self.layers[i:]
+                self._blocks.append((self._flat_params[start:offset],
+                                     self._flat_grads[start:offset]))
+        self._accel = {}   # (kernels hold views of the old buffers)
 
     def _check_flat(self) -> None:
         """Re-flatten if a user replaced a parameter array (``layer.params["W"] = ...``)."""
@@ -196,63 +194,70 @@ class Sequential:
         return [(f"layers.{i}.{k}", p, layer.grads[k])
                 for i, layer in enumerate(self.layers) for k, p in layer.params.items()]
 
+    def parameter_blocks(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """For each layer with parameters, in order, the 1-D (params, grads) views of the flat
+        buffers that hold its arrays one after the other (``W`` then ``b`` for Dense)."""
+        self._check_flat()
+        return list(self._blocks)
+
     @property
     def n_params(self) -> int:
         return int(self._flat_params.size)
 
     # -- forward and backward ---------------------------------------------------------------
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        """Logits for the (already checked) batch ``x``, computed in the model's dtype."""
+        """Logits for the (already checked) batch ``x``, computed in the model's dtype: each
+        layer's ``forward`` in turn. (Prediction with acceleration on runs each layer's fast
+        kernel instead, where it has one; training's accelerated plan is :meth:`training_plan`.)
+        """
         if x.dtype != self.dtype:
             x = x.astype(self.dtype)
         if self._image_input and x.ndim == 2:  # rows of C*H*W numbers -> (N, C, H, W), a view
             x = x.reshape(x.shape[0], *self.input_shape)
-        if not training:
-            for layer in self.layers:
-                x = layer.forward(x, False)
-            return x
-        if self._fast is not None:
-            return self._fast.forward(x)
-        self._stages = self._plans[convblock.ENABLED]
-        for stage in self._stages[0]:
-            x = stage.forward(x, True)
+        stages = self.layers
+        if not training and self.accelerate:
+            stages = self._accel_stages("inference")
+        for layer in stages:
+            x = layer.forward(x, training)
         return x
 
     def backward(self, grad_y: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-        """Back-propagate dL/dlogits through every layer; returns dL/dx (None if not asked).
+        """Back-propagate dL/dlogits through every layer (after ``forward(x, training=True)``);
+        returns dL/dx (None if not asked).
 
         With ``input_grad=False`` the layers before the first trainable one are skipped and that
         one computes no input gradient: nothing needs the gradient of the data.
         """
-        if self._fast is not None:
-            return self._fast.backward(grad_y, input_grad)
-        stages, first = self._stages   # the layers, or conv blocks in their place (see forward)
-        if input_grad:
-            for stage in reversed(stages):
-                grad_y = stage.backward(grad_y, True)
-            return grad_y
-        for i in range(len(stages) - 1, first - 1, -1):
-            grad_y = stages[i].backward(grad_y, i > first)
-        return None
+        first = next(i for i, layer in enumerate(self.layers) if layer.params)
+        for i in range(len(self.layers) - 1, -1, -1):
+            if i < first and not input_grad:
+                return None
+            grad_y = self.layers[i].backward(grad_y, input_grad or i > first)
+        return grad_y
 
     # -- training -------------------------------------------------------------------------------
-    def training_functions(self) -> tuple[Any, Any] | None:
-        """(forward(x) -> logits, backward(dL/dlogits)) for one training step, as fast as can be.
+    def _accel_stages(self, kind: str) -> list[Any]:
+        """The accelerated stages for ``kind`` ("training" or "inference"), made once."""
+        stages = self._accel.get(kind)
+        if stages is None:
+            from . import accel
 
-        The fit loop calls these 45,000 times for the seed task, so they skip what a step does
-        not need: the dtype check (the loop hands over data in the model's dtype) and the
-        gradient of the input data. ``None`` when the model has no such fast path.
-        """
-        if self._fast is not None:
-            return self._fast.forward, self._fast.backward_params
-        return None
+            make = accel.training_stages if kind == "training" else accel.inference_stages
+            stages = self._accel[kind] = make(self)
+        return stages
 
-    def softmax_epochs(self, X: np.ndarray, Y: np.ndarray, batch_size: int) -> SoftmaxEpochs | None:
-        """Fused training epochs under softmax cross-entropy (see :class:`SoftmaxEpochs`) for
-        checked inputs ``X`` and one-hot targets ``Y``; ``None`` when the model has none."""
-        if self._fast is not None and self._fast.sizes[0][0] <= FUSED_MAX_INPUTS:
-            return SoftmaxEpochs(self._fast, X, Y, batch_size)
-        return None
+    def training_plan(self, loss: Any, optimizer: Optimizer, X: Any, y: Any, Y: Any,
+                      batch_size: int, augment: Any = None) -> Any:
+        """The accelerated epochs (:func:`nnscratch.accel.plan_training`) for training on checked
+        ``X``, labels ``y`` and one-hot ``Y`` with ``optimizer`` (bound to :meth:`parameters`);
+        ``None`` when :attr:`accelerate` is off: the fit loop then runs the layers itself."""
+        if not self.accelerate:
+            return None
+        from . import accel
+
+        self._check_flat()
+        return accel.plan_training(self, loss, optimizer, X, y, Y, batch_size, augment,
+                                   stages=self._accel_stages("training"))
 
     def fit(self, X: Any, y: Any, *, epochs: int = 1, batch_size: int = 32,
             optimizer: Optimizer | None = None, loss: Any = None,
@@ -281,7 +286,7 @@ class Sequential:
         if not isinstance(optimizer, Optimizer):
             raise ValueError(f"optimizer must be an nnscratch Optimizer, got {optimizer!r}")
         loss = SoftmaxCrossEntropy() if loss is None else loss
-        if not all(hasattr(loss, a) for a in ("gradient", "per_example")):
+        if not all(hasattr(loss, a) for a in ("forward", "backward", "gradient", "per_example")):
             raise ValueError(f"loss must be an nnscratch loss, got {loss!r}")
         if schedule is not None and not isinstance(schedule, Schedule):
             raise ValueError(f"schedule must be an nnscratch Schedule, got {schedule!r}")

@@ -30,7 +30,8 @@ def build_model(cfg: dict[str, Any], info: dict[str, Any], device: str = "cpu") 
     layers = build_layers(cfg, shape if cfg["arch"] == "cnn" else int(np.prod(shape)), n_classes)
     image = any(isinstance(layer, _IMAGE_LAYERS) for layer in layers)
     model = Sequential(layers, input_shape=shape if image else (int(np.prod(shape)),),
-                       seed=cfg["seed"], dtype=cfg["dtype"], device=device)
+                       seed=cfg["seed"], dtype=cfg["dtype"], device=device,
+                       accelerate=cfg.get("accelerate", True))
     if model.n_outputs != n_classes:
         raise ValueError(f"the network outputs {model.n_outputs} values per example but the "
                          f"dataset has {n_classes} classes")

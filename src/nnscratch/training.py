@@ -1,23 +1,22 @@
-"""The fit loop: shuffle, mini-batches, gradient steps, History.
+"""The fit loop: shuffle, mini-batches, forward, loss gradient, backward, step, History.
 
 It works on any model object with ``forward(x, training)``, ``backward(grad_y, input_grad)`` and
 ``parameters()`` (a list of (param, grad) pairs) and does not import :mod:`nnscratch.model`.
 
-Where the time goes, and what the loop does about it (a batch-32 step of the 64-32-10 net costs
-tens of microseconds, so every NumPy call counts):
+Each epoch::
 
-- once per epoch the training set (inputs and one-hot labels side by side) is shuffled into a
-  copy (``xp.take(..., out=)``); the batches are views into that copy, made once before the
-  first epoch: no per-batch indexing;
-- the layers and the loss write into preallocated buffers (see :mod:`nnscratch.layers.base`);
-- the loss value is not computed per step: each batch's logits are copied into an epoch-long
-  (column-major) array and the epoch's mean loss and accuracy are computed from it in one
-  vectorised pass. They are therefore the running figures Keras and scikit-learn report: each
-  example scored by the weights of the moment it was seen;
-- the first trainable layer does not compute a gradient for the input data;
-- a ``Dense (ReLU Dense)*`` model under softmax cross-entropy without augmentation runs whole
-  epochs in :class:`nnscratch.fastpath.SoftmaxEpochs`: the same steps in fewer, contiguous NumPy
-  calls, with the softmax's overflow guard checked once per epoch (``_fused_epoch``).
+    order = rng.permutation(n)                     (or 0..n-1 without shuffling)
+    for each batch of indices b in order:
+        z = model.forward(X[b], training=True)     the logits, layer after layer
+        loss += loss.forward(z, y[b])              (the epoch's figures)
+        model.backward(loss.backward())            dL/dz, then back through every layer
+        optimizer.step()                           parameters -= lr * gradients (or Adam, ...)
+
+That loop is what runs when the model says ``accelerate=False``. With acceleration on (the
+default) the model hands over a plan from :mod:`nnscratch.accel` whose ``run_epoch`` trains the
+same epoch faster (fused kernels, kept buffers, whole epochs in a few NumPy calls per step); the
+plan draws from the same generator in the same order, and the tests check that both give the
+same weights.
 """
 
 from __future__ import annotations
@@ -27,11 +26,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .backend import backend_of
 from .callbacks import Callback
 from .errors import TrainingDiverged
-from .fastpath import argmax_hits
-from .losses import SoftmaxCrossEntropy, one_hot
+from .losses import one_hot
 
 
 class Trainable(Protocol):
@@ -41,7 +38,8 @@ class Trainable(Protocol):
 
     def parameters(self) -> list[tuple[np.ndarray, np.ndarray]]: ...
 
-    # optional: ``training_functions() -> (forward(x), backward(grad))`` for the step fast path
+    # optional: ``training_plan(loss, optimizer, X, y, Y, batch_size, augment)`` -> an
+    # accelerated plan with ``run_epoch(order, rng)``, or None (see nnscratch.accel)
 
 
 class History:
@@ -82,11 +80,9 @@ class History:
 
 def evaluate_logits(loss: Any, logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     """Mean loss and accuracy (``argmax == label``, as ``predict``) of ``logits`` (n, k)."""
-    n = logits.shape[0]   # (sums over n: ndarray.mean costs a Python-level wrapper per call)
-    xp = backend_of(logits).xp
-    row_max = logits.max(axis=1)
-    hits = argmax_hits(logits, labels, row_max, logits[xp.arange(n), labels], xp)
-    return float(loss.per_example(logits, labels).sum()) / n, hits / n
+    n = logits.shape[0]
+    accuracy = int((logits.argmax(axis=1) == labels).sum()) / n
+    return float(loss.per_example(logits, labels).sum()) / n, accuracy
 
 
 def restore_training_state(model: Any, optimizer: Any, schedule: Any) -> tuple[int, History]:
@@ -114,36 +110,6 @@ def restore_training_state(model: Any, optimizer: Any, schedule: Any) -> tuple[i
     return int(info["epoch"]), history
 
 
-#: use the fused epochs of :class:`nnscratch.fastpath.SoftmaxEpochs` where they apply (the tests
-#: switch this off to compare with the step-by-step loop)
-FUSED = True
-
-
-def _fused_epoch(fused: Any, perm: Any, labels: Any, model: Any,
-                 optimizer: Any) -> tuple[float, float]:
-    """One epoch through ``fused`` (a :class:`~nnscratch.fastpath.SoftmaxEpochs`); returns its
-    mean loss and accuracy. Its steps use the softmax without the max shift; if the epoch's
-    logits show that was inaccurate somewhere, the parameters and the optimizer are put back as
-    they were at the start of the epoch and the epoch runs again with the shift, as every later
-    epoch will."""
-    def epoch() -> tuple[bool, float, float]:   # (in range, loss, accuracy)
-        return fused.figures(fused.run(perm, optimizer), labels)
-
-    if fused.safe:
-        return epoch()[1:]
-    params = [p.copy() for p, _ in model.parameters()]
-    scalars, arrays = optimizer.state_dict()
-    arrays = {name: a.copy() for name, a in arrays.items()}
-    in_range, loss, accuracy = epoch()
-    if in_range:
-        return loss, accuracy
-    for (p, _), saved in zip(model.parameters(), params, strict=True):
-        p[...] = saved
-    optimizer.load_state_dict(scalars, arrays)
-    fused.safe = True
-    return epoch()[1:]
-
-
 def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epochs: int,
         batch_size: int, optimizer: Any, loss: Any, rng: np.random.Generator,
         validation_data: tuple[np.ndarray, np.ndarray] | None = None, shuffle: bool = True,
@@ -156,33 +122,13 @@ def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epoch
     ``history`` continue a run restored from a checkpoint (optimizer, schedule and generator
     already restored): epochs ``initial_epoch + 1 .. epochs`` are trained.
     """
-    n, d = X.shape
+    n = X.shape[0]
     xp = getattr(model, "xp", np)  # the model's array module: X and y are already on its device
-    Y = one_hot(y, n_classes, X.dtype)
-    ys = xp.empty_like(y) if shuffle else y     # the labels in the order of the epoch
-    take_rows = backend_of(X).take_rows
     optimizer.bind(model.parameters())
-    # whole epochs in one fused loop when the model and the loss allow it (see fastpath.py)
-    fused = (model.softmax_epochs(X, Y, batch_size)
-             if FUSED and augment is None and type(loss) is SoftmaxCrossEntropy
-             and hasattr(model, "softmax_epochs") else None)
-    if fused is None:
-        # X and its one-hot labels side by side, so one take shuffles both
-        XY = xp.concatenate([X, Y], axis=1)
-        XYs = xp.empty_like(XY) if shuffle else XY
-        # the epoch's logits, row i for example ys[i]; column-major because row-wise reductions
-        # over 10 columns are 5x faster that way, and copying a batch into it costs the same
-        Z = xp.empty((n, n_classes), dtype=X.dtype, order="F")
-        batches = [(XYs[i:i + batch_size, :d], XYs[i:i + batch_size, d:], Z[i:i + batch_size])
-                   for i in range(0, n, batch_size)]
-        fast = model.training_functions() if hasattr(model, "training_functions") else None
-        if fast is not None:
-            forward, backward = fast
-        else:
-            forward, backward = ((lambda x: model.forward(x, True)),
-                                 (lambda g: model.backward(g, False)))
-        step, gradient = optimizer.step, loss.gradient
-        copyto = xp.copyto
+    plan = None
+    if hasattr(model, "training_plan"):   # acceleration (None when the model says it is off)
+        plan = model.training_plan(loss, optimizer, X, y, one_hot(y, n_classes, X.dtype),
+                                   batch_size, augment)
     history = History() if history is None else history
     if schedule is not None and initial_epoch == 0:
         optimizer.lr = schedule.start(optimizer.lr)
@@ -195,23 +141,13 @@ def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epoch
     try:
         with np.errstate(over="ignore", invalid="ignore"):
             for epoch in range(initial_epoch, epochs):
-                perm = None
-                if shuffle:
-                    perm = xp.asarray(rng.permutation(n))  # drawn on the host, as on every device
-                    take_rows(y, perm, ys)
-                if fused is not None:
-                    epoch_loss, epoch_acc = _fused_epoch(fused, perm, ys, model, optimizer)
+                # the order of this epoch's examples, drawn on the host as on every device
+                order = xp.asarray(rng.permutation(n)) if shuffle else None
+                if plan is not None:
+                    epoch_loss, epoch_acc = plan.run_epoch(order, rng)
                 else:
-                    if perm is not None:
-                        take_rows(XY, perm, XYs)
-                    for xb, yb, zb in batches:
-                        if augment is not None:   # e.g. random shifts, drawn from the run's rng
-                            xb = augment(xb, rng)
-                        z = forward(xb)           # logits of the batch
-                        copyto(zb, z)             # kept for the epoch's loss and accuracy
-                        backward(gradient(z, yb))  # dL/dZ, then back through the layers
-                        step()                    # parameters -= lr * gradients (or Adam, ...)
-                    epoch_loss, epoch_acc = evaluate_logits(loss, Z, ys)
+                    epoch_loss, epoch_acc = _plain_epoch(model, X, y, order, batch_size,
+                                                         optimizer, loss, augment, rng)
                 if not np.isfinite(epoch_loss):
                     raise TrainingDiverged(
                         f"training loss became {epoch_loss} at epoch {epoch + 1}; "
@@ -230,3 +166,23 @@ def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epoch
         for cb in callbacks:
             cb.on_train_end()
     return history
+
+
+def _plain_epoch(model: Trainable, X: np.ndarray, y: np.ndarray, order: Any, batch_size: int,
+                 optimizer: Any, loss: Any, augment: Any,
+                 rng: np.random.Generator) -> tuple[float, float]:
+    """One epoch of mini-batch steps through the layers; returns the mean loss and accuracy of
+    the batches as they were seen (each example scored by the weights of its step)."""
+    n = X.shape[0]
+    total_loss, hits = 0.0, 0
+    for start in range(0, n, batch_size):
+        xb, yb = (X[start:start + batch_size], y[start:start + batch_size]) if order is None \
+            else (X[order[start:start + batch_size]], y[order[start:start + batch_size]])
+        if augment is not None:                # e.g. random shifts, drawn from the run's rng
+            xb = augment(xb, rng)
+        z = model.forward(xb, training=True)   # logits of the batch
+        total_loss += loss.forward(z, yb) * len(yb)
+        hits += int((z.argmax(axis=1) == yb).sum())
+        model.backward(loss.backward(), input_grad=False)   # no gradient for the data itself
+        optimizer.step()
+    return total_loss / n, hits / n

@@ -23,9 +23,20 @@ import os
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError
+
+
+class _Pillow:
+    """``PIL.Image``, imported at first use: importing nnscratch does not load Pillow."""
+
+    def __getattr__(self, name: str) -> Any:
+        from PIL import Image as module
+
+        return getattr(module, name)
+
+
+Image: Any = _Pillow()
 
 BOX = 32    # side of the normalised bitmap
 BLOCK = 4   # side of the blocks whose ink is counted: 32 / 4 = 8 features per side
@@ -39,7 +50,7 @@ def read_image(path: str | os.PathLike[str]) -> Image.Image:
             return img.copy()
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+    except (Image.UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise InputError(f"{path}: not a readable image ({type(exc).__name__})") from None
 
 

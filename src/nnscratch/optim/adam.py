@@ -54,25 +54,28 @@ class Adam(Optimizer):
         if self.clip_norm is not None:
             self.clip_gradients()
         self.t += 1
-        (b1, b2), lr = self.betas, self.lr
-        step_size = lr / (1 - b1**self.t)
-        inv_sqrt_bc2 = 1 / math.sqrt(1 - b2**self.t)
-        xp, par = self.xp, self.backend.parallel
-        for (p, g), st in zip(self.pairs, self.state, strict=True):
-            if not st:
-                st.update(m=xp.zeros_like(p), v=xp.zeros_like(p), d=xp.empty_like(p),
-                          s=xp.empty_like(p))
-            arrays = (p, g, st["m"], st["v"], st["d"], st["s"])
-            # the update is element-wise: each part of the rows in its own thread (about 15
-            # reads and writes per element)
-            par(lambda rows, arrays=arrays: self._update(*(a[rows] for a in arrays), step_size,
-                                                         inv_sqrt_bc2),
-                len(p), 15 * p.size)
+        step_size, inv_sqrt_bc2 = self.step_constants()
+        for i in range(len(self.pairs)):
+            self.update(*self.arrays(i), step_size, inv_sqrt_bc2)
 
-    def _update(self, p: Any, g: Any, m: Any, v: Any, d: Any, s: Any, step_size: float,
-                inv_sqrt_bc2: float) -> None:
-        """The update of (some rows of) one parameter ``p`` with gradient ``g``, moments ``m`` and
-        ``v``, and scratch arrays ``d`` and ``s``, in place."""
+    def step_constants(self) -> tuple[float, float]:
+        """``lr / (1 - b1**t)`` and ``1 / sqrt(1 - b2**t)`` for the current step ``t``."""
+        (b1, b2), t = self.betas, self.t
+        return self.lr / (1 - b1**t), 1 / math.sqrt(1 - b2**t)
+
+    def arrays(self, i: int) -> tuple[Any, ...]:
+        """``(p, g, m, v, d, s)`` of pair ``i``: the parameter, its gradient, the two moments
+        (made at the first step) and two scratch arrays."""
+        (p, g), st, xp = self.pairs[i], self.state[i], self.xp
+        if "m" not in st:
+            st.update(m=xp.zeros_like(p), v=xp.zeros_like(p))
+        return p, g, st["m"], st["v"], self.buffer(i, "d"), self.buffer(i, "s")
+
+    def update(self, p: Any, g: Any, m: Any, v: Any, d: Any, s: Any, step_size: float,
+               inv_sqrt_bc2: float) -> None:
+        """The update of one parameter ``p`` (or some of its rows) with gradient ``g``, moments
+        ``m`` and ``v``, and scratch arrays ``d`` and ``s``, in place. Element-wise, so
+        :func:`nnscratch.accel.optim.step_function` runs it on parts of the rows at once."""
         (b1, b2), lr, eps, wd, xp = self.betas, self.lr, self.eps, self.weight_decay, self.xp
         if wd and self.decoupled:
             p *= 1 - lr * wd                      # AdamW: p = p - lr * lambda * p

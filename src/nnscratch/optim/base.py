@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,8 @@ class Optimizer:
             clip_norm, f"{name} clip_norm")
         self.pairs: list[tuple[np.ndarray, np.ndarray]] = []
         self.state: list[dict[str, Any]] = []
+        #: per pair, scratch arrays a step writes into (not state: never saved)
+        self.scratch: list[dict[str, Any]] = []
         #: the backend and array module of the bound arrays (NumPy, or CuPy on a GPU)
         self.backend = CPU
         self.xp = np
@@ -41,6 +43,7 @@ class Optimizer:
                     raise ValueError("each parameter and its gradient must match in shape and dtype")
             self.pairs = pairs
             self.state = [{} for _ in pairs]
+            self.scratch = [{} for _ in pairs]
             self.backend = backend_of(pairs[0][0]) if pairs else CPU
             self.xp = self.backend.xp
 
@@ -50,13 +53,15 @@ class Optimizer:
     def plain_descent_lr(self) -> float | None:
         """``lr`` when every step is exactly ``p -= lr * g`` for each pair (no state, no decay, no
         clipping), else ``None``. A training loop may then apply the update itself, inside the
-        products that compute the gradients (``fastpath.SoftmaxEpochs``)."""
+        products that compute the gradients (``accel.dense.SoftmaxEpochs``)."""
         return None
 
-    def step_function(self) -> Callable[[], None]:
-        """``step`` as one callable for the current ``lr``: a loop running many steps between
-        changes of ``lr`` (the fit loop, once per epoch) may call this instead of ``step``."""
-        return self.step
+    def buffer(self, i: int, name: str) -> Any:
+        """A scratch array ``name`` shaped like parameter ``i``, made at the first call."""
+        buf = self.scratch[i].get(name)
+        if buf is None:
+            buf = self.scratch[i][name] = self.xp.empty_like(self.pairs[i][0])
+        return buf
 
     def clip_gradients(self) -> float:
         """Scale every gradient by ``clip_norm / (norm + 1e-6)`` when their global 2-norm exceeds

@@ -41,12 +41,12 @@ class RMSprop(Optimizer):
             self.clip_gradients()
         lr, alpha, eps, mu, wd = self.lr, self.alpha, self.eps, self.momentum, self.weight_decay
         xp = self.xp
-        for (p, g), st in zip(self.pairs, self.state, strict=True):
-            if not st:
-                st.update(v=xp.zeros_like(p), d=xp.empty_like(p), s=xp.empty_like(p))
+        for i, ((p, g), st) in enumerate(zip(self.pairs, self.state, strict=True)):
+            if "v" not in st:
+                st["v"] = xp.zeros_like(p)
                 if mu:
                     st["b"] = xp.zeros_like(p)
-            v, d, s = st["v"], st["d"], st["s"]
+            v, d, s = st["v"], self.buffer(i, "d"), self.buffer(i, "s")   # (d, s: scratch)
             if wd:
                 xp.multiply(p, wd, out=d)        # g + lambda * p (no temporary)
                 d += g

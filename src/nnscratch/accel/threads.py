@@ -15,14 +15,22 @@ One catch makes this pay: after each matrix product, OpenBLAS keeps its worker t
 for about 0.1 s (2**28 cycles) in case another product follows, so they hold the other cores
 and a second thread of ours would just share a core with them (measured: col2im of the MNIST
 CNN's second block 2.8 ms alone, 2.6 ms split; 1.5 ms once OpenBLAS's threads go to sleep
-sooner). ``import nnscratch`` therefore sets the environment variable OpenBLAS reads when it
-loads, ``OPENBLAS_THREAD_TIMEOUT``, to :data:`OPENBLAS_TIMEOUT` (2**N cycles), unless the user set
-it. That takes effect only if NumPy was not imported before nnscratch (as with the
-``nnscratch`` command). Where it cannot (NumPy imported first, a timeout of more than 2**20
-cycles set by the user, or a BLAS other than OpenBLAS, whose threads may spin as long), the
-passes stay on one thread: split, they were measured slower there (a 784-256-128-10 MLP epoch
-with Adam: 130 ms split, 110 ms not; 95 ms split with the short timeout). ``NNSCRATCH_THREADS``
-overrides the choice. The results are the same either way.
+sooner). OpenBLAS reads how long they spin from the environment variable
+``OPENBLAS_THREAD_TIMEOUT`` once, when NumPy loads it. So the split is off by default, and
+``import nnscratch`` changes nothing in the process; :func:`enable_threads` turns it on: called
+before NumPy is imported (the ``nnscratch`` command does so first thing) it sets that variable to
+:data:`OPENBLAS_TIMEOUT` (2**N cycles) unless the user set it, and the passes split. Where it
+cannot take effect (NumPy imported already with OpenBLAS's default timeout, a timeout above 2**20
+cycles set by the user, or a BLAS other than OpenBLAS, whose threads may spin as long) it says so
+in one line and the passes stay on one thread: split, they were measured slower there (a
+784-256-128-10 MLP epoch with Adam: 130 ms split, 110 ms not; 95 ms split with the short
+timeout). ``NNSCRATCH_THREADS`` overrides the choice. The results are the same either way.
+
+Usage, in a script (before ``import numpy``, or anything that imports it)::
+
+    import nnscratch
+    nnscratch.enable_threads()        # -> True, or False with a warning saying why
+    import numpy as np
 """
 
 from __future__ import annotations
@@ -40,25 +48,42 @@ OPENBLAS_TIMEOUT = "18"
 
 
 #: whether OpenBLAS's idle threads sleep soon after a product in this process (see
-#: configure_openblas); None until ``import nnscratch`` has run it
+#: enable_threads); None until enable_threads has run
 SHORT_TIMEOUT: bool | None = None
-#: whether configure_openblas set OPENBLAS_THREAD_TIMEOUT (benchmarks keep it from their peers)
+#: whether enable_threads set OPENBLAS_THREAD_TIMEOUT (benchmarks keep it from their peers)
 SET_BY_NNSCRATCH = False
 
 
-def configure_openblas() -> None:
+def _timeout_in_effect() -> bool:
     """Set ``OPENBLAS_THREAD_TIMEOUT`` (see the module docstring) unless the user did or NumPy,
-    and with it OpenBLAS, is loaded already; record in :data:`SHORT_TIMEOUT` whether the
-    timeout in effect is short. Run by ``import nnscratch`` before it imports NumPy."""
-    global SHORT_TIMEOUT, SET_BY_NNSCRATCH
+    and with it OpenBLAS, is loaded already; True when the timeout in effect is short."""
+    global SET_BY_NNSCRATCH
     user = os.environ.get("OPENBLAS_THREAD_TIMEOUT", "").strip()
-    if user:
-        SHORT_TIMEOUT = user.isdigit() and int(user) <= 20
-    elif "numpy" in sys.modules:     # OpenBLAS loaded already, with its default of 2**28 cycles
-        SHORT_TIMEOUT = False
-    else:
-        os.environ["OPENBLAS_THREAD_TIMEOUT"] = OPENBLAS_TIMEOUT
-        SHORT_TIMEOUT = SET_BY_NNSCRATCH = True
+    if user:   # (set before NumPy loaded, or NumPy not loaded yet: either way it is what OpenBLAS uses)
+        return user.isdigit() and int(user) <= 20
+    if "numpy" in sys.modules:     # OpenBLAS loaded already, with its default of 2**28 cycles
+        return False
+    os.environ["OPENBLAS_THREAD_TIMEOUT"] = OPENBLAS_TIMEOUT
+    SET_BY_NNSCRATCH = True
+    return True
+
+
+def enable_threads(quiet: bool = False) -> bool:
+    """Split large element-wise passes of training over the cores (see the module docstring).
+
+    Call it before NumPy is imported. Returns True when the split is on; otherwise warns (unless
+    ``quiet``) with one line saying why not, and returns False. The results are the same either
+    way, bit for bit; only the speed differs.
+    """
+    global SHORT_TIMEOUT, THREADS
+    SHORT_TIMEOUT = _timeout_in_effect()
+    THREADS = None                 # decided again at the next split, from the new facts
+    count, why = default_threads()
+    THREADS = count
+    if count < 2 and not quiet:
+        warnings.warn(f"nnscratch.enable_threads: element-wise passes stay on one thread: {why}",
+                      stacklevel=2)
+    return count >= 2
 
 
 def _numpy_blas_is_openblas() -> bool:
@@ -79,9 +104,12 @@ def default_threads() -> tuple[int, str]:
             return int(value), "NNSCRATCH_THREADS"
         warnings.warn(f"NNSCRATCH_THREADS must be a whole number >= 1, got {value!r}; "
                       "ignoring it", stacklevel=2)
+    if SHORT_TIMEOUT is None:
+        return 1, "off by default; nnscratch.enable_threads() turns it on"
     if not SHORT_TIMEOUT:
-        return 1, ("OpenBLAS's threads keep spinning after each product (NumPy was imported "
-                   "before nnscratch, or OPENBLAS_THREAD_TIMEOUT is above 20)")
+        return 1, ("OpenBLAS's threads keep spinning after each product: NumPy was imported "
+                   "before nnscratch.enable_threads() was called, or OPENBLAS_THREAD_TIMEOUT is "
+                   "above 20 (call it before importing NumPy)")
     if not _numpy_blas_is_openblas():
         return 1, "NumPy's BLAS is not OpenBLAS"
     try:
@@ -92,9 +120,9 @@ def default_threads() -> tuple[int, str]:
 
 
 #: how many parts :func:`split` splits a pass into; None: :func:`default_threads`, decided at
-#: the first split (``NNSCRATCH_THREADS`` if set, else the cores this process may use, at most
-#: 4, as memory-bound passes gain little beyond, where OpenBLAS's threads sleep soon enough;
-#: else 1). Set it to 1 to run everything in the calling thread
+#: the first split (``NNSCRATCH_THREADS`` if set, else, after :func:`enable_threads`, the cores
+#: this process may use, at most 4, as memory-bound passes gain little beyond; else 1). Set it
+#: to 1 to run everything in the calling thread
 THREADS: int | None = None
 #: passes that read and write fewer elements than this in all run in the calling thread: a
 #: hand-over to the workers costs ~50 us here, a pass over 2**20 float32 values ~100-200 us
@@ -177,3 +205,10 @@ def _split(fn: Callable[[slice], Any], n: int, parts: int) -> None:
 def serial(fn: Callable[[slice], Any], n: int, size: int | None = None) -> None:
     """:func:`split` in one call, for backends that parallelise by themselves (CuPy)."""
     fn(slice(0, n))
+
+
+def parallel_of(backend: Any) -> Callable[..., None]:
+    """How the accelerated kernels run an element-wise pass over parts of a range on
+    ``backend``: :func:`split` on the CPU, one call (:func:`serial`) on a GPU, which
+    parallelises each operation by itself."""
+    return split if backend.device == "cpu" else serial

@@ -55,9 +55,9 @@ in float64, ties in the pooling windows included, checks gradients numerically w
 controls, and trains a CNN both ways); they differ only where rounding makes two values of a
 window equal after batch norm but not before (the gradient then goes to the larger one, where
 the layer path takes the first). Prediction (``training=False``) always runs the layers
-themselves, with batch norm's running statistics. :class:`~nnscratch.model.Sequential` trains
-through these blocks where its layers form one (:func:`find_blocks`); ``ENABLED = False`` trains
-layer by layer.
+themselves, with batch norm's running statistics. The planner
+(:mod:`nnscratch.accel.planner`) puts these blocks in place of the layers where they form one
+(:func:`match`); ``Sequential(..., accelerate=False)`` trains layer by layer.
 """
 
 from __future__ import annotations
@@ -66,37 +66,36 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import InputError
-from .layers import BatchNorm, Conv2D, Layer, MaxPool2D, ReLU
-
-#: use conv blocks in training where the layers allow (the tests switch this off to compare)
-ENABLED = True
+from ..errors import InputError
+from ..layers import BatchNorm, Conv2D, Layer, MaxPool2D, ReLU
+from .threads import parallel_of
 
 
-def find_blocks(layers: Sequence[Layer],
-                output_shapes: Sequence[tuple[int, ...]]) -> list[tuple[int, int]]:
-    """``(start, stop)`` index ranges of ``layers`` that form a conv block: ``Conv2D``, a
-    ``BatchNorm`` of its channels, optionally a ``MaxPool2D`` whose windows tile the conv's output
-    exactly (stride = kernel size, which divides the map's height and width), then ``ReLU``.
-    ``output_shapes[i]`` is the (C, H, W) shape layer ``i`` outputs."""
-    blocks, i = [], 0
-    while i + 2 < len(layers):
-        conv, bn = layers[i], layers[i + 1]
-        stop = None
-        if type(conv) is Conv2D and type(bn) is BatchNorm:
-            nxt = layers[i + 2]
-            if type(nxt) is ReLU:
-                stop = i + 3
-            elif type(nxt) is MaxPool2D and i + 3 < len(layers) and type(layers[i + 3]) is ReLU:
-                k, (_, h, w) = nxt.kernel_size, output_shapes[i]
-                if nxt.stride == k and h % k == 0 and w % k == 0:
-                    stop = i + 4
-        if stop is None:
-            i += 1
-        else:
-            blocks.append((i, stop))
-            i = stop
-    return blocks
+def match(layers: Sequence[Layer], i: int,
+          output_shapes: Sequence[tuple[int, ...]]) -> int | None:
+    """The end of the conv block starting at ``layers[i]``, or None: ``Conv2D``, a ``BatchNorm``
+    of its channels, optionally a ``MaxPool2D`` whose windows tile the conv's output exactly
+    (stride = kernel size, which divides the map's height and width), then ``ReLU``.
+    ``output_shapes[j]`` is the (C, H, W) shape layer ``j`` outputs. (The planner has moved a
+    max-pool after the ReLU before it, :func:`nnscratch.accel.planner.reorder`.)"""
+    if i + 2 >= len(layers):
+        return None
+    conv, bn, nxt = layers[i:i + 3]
+    if type(conv) is not Conv2D or type(bn) is not BatchNorm or len(output_shapes[i]) != 3:
+        return None
+    if type(nxt) is ReLU:
+        return i + 3
+    if type(nxt) is MaxPool2D and i + 3 < len(layers) and type(layers[i + 3]) is ReLU:
+        k, (_, h, w) = nxt.kernel_size, output_shapes[i]
+        if nxt.stride == k and h % k == 0 and w % k == 0:
+            return i + 4
+    return None
+
+
+def build(layers: Sequence[Layer]) -> ConvBlock:
+    """The block for ``layers[i:stop]`` as :func:`match` found them."""
+    conv, bn, *rest = layers
+    return ConvBlock(conv, bn, rest[0] if len(rest) == 2 else None, rest[-1])  # type: ignore[arg-type]
 
 
 class ConvBlock:
@@ -188,7 +187,7 @@ class ConvBlock:
         col, Y, P = ws["col"], ws["Y"], ws["P"]
         K, L = ws["dWT"].shape[0], ws["ones"].shape[0]
         W2, Y2 = W.reshape(o, K), Y.reshape(o, L)
-        par, c = conv.backend.parallel, x.shape[1]     # (par: each part of the channels at once)
+        par, c = parallel_of(conv.backend), x.shape[1]     # (par: each part of the channels at once)
         # im2col, as in Conv2D.forward: xpad[c, ph + h, pw + w, n] = X[n, c, h, w]
         xpad, xT, col6, win = ws["xpad"], x.transpose(1, 2, 3, 0), ws["col6"], ws["win"]
 
@@ -289,7 +288,7 @@ class ConvBlock:
         col, Y, P, g, mask = ws["col"], ws["Y"], ws["P"], ws["g"], ws["mask"]
         K, o = ws["dWT"].shape
         L = ws["ones"].shape[0]
-        par, gyT = conv.backend.parallel, grad_y.transpose(1, 2, 3, 0)
+        par, gyT = parallel_of(conv.backend), grad_y.transpose(1, 2, 3, 0)
 
         def relu_backward(p: slice) -> None:
             xp.greater(P[p], 0, out=mask[p])                        # ReLU backward
@@ -361,7 +360,7 @@ class ConvBlock:
         xp.dot(W2.T, dZ, out=dcol.reshape(W2.shape[1], -1))
         if not self.offset_major:   # straight into dX (C, H, W, N), returned batch-last
             dX = ws["dX"]
-            conv.backend.parallel(lambda p: conv._col2im_unpadded(dcol[p], dX[p]),
+            parallel_of(conv.backend)(lambda p: conv._col2im_unpadded(dcol[p], dX[p]),
                                   dX.shape[0], 3 * dcol.size)
             return dX.transpose(3, 0, 1, 2)
         dxp = ws["dxp"]

@@ -34,9 +34,10 @@ from typing import Any
 
 import numpy as np
 
-from .backend import host_blas
-from .layers import Dense, Layer, ReLU
-from .losses import cross_entropy_terms
+from ..layers import Dense, Layer, ReLU
+from ..losses import cross_entropy_terms
+from .blas import dot_of, host_blas, take_rows_of
+from .optim import step_function
 
 
 def applies(layers: Sequence[Layer]) -> bool:
@@ -62,6 +63,7 @@ class DenseReLUStack:
         self.dtype = self.Wb[0].dtype
         self.backend = dense_layers[0].backend  # the model's backend (NumPy or CuPy)
         self.xp = self.backend.xp
+        self.dot = dot_of(self.backend)
         self._plans: dict[int, tuple] = {}
 
     def _make_plan(self, m: int) -> tuple:
@@ -86,11 +88,12 @@ class DenseReLUStack:
                                  (first["A1T"], first["dWb"], first["WT"], first["dA"]))
         return plan
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
+        """The logits of the batch ``x`` (training only: the stack is never used to predict)."""
         plan = self._plan = self._plans.get(x.shape[0]) or self._make_plan(x.shape[0])
         x_in, hidden, (A1, Wb, Z), _, _ = plan
         xp = self.xp
-        dot = self.backend.dot
+        dot = self.dot
         xp.copyto(x_in, x)                               # [X, 1]
         for A1h, Wbh, Zh, zeros, A_next in hidden:
             dot(A1h, Wbh, out=Zh)                        # Z = [A, 1] @ [[W], [b]] = A @ W + b
@@ -100,7 +103,7 @@ class DenseReLUStack:
 
     def backward_params(self, grad_y: np.ndarray) -> None:
         """Fill the gradients of the parameters only (what a training step needs)."""
-        g, xp, dot = grad_y, self.xp, self.backend.dot
+        g, xp, dot = grad_y, self.xp, self.dot
         for A1T, dWb, WT, dA, A, mask in self._plan[3]:
             dot(A1T, g, out=dWb)                         # [[dW], [db]] = [A, 1].T @ dZ
             dot(g, WT, out=dA)                           # dA = dZ @ W.T
@@ -196,8 +199,8 @@ class SoftmaxEpochs:
         k = Y.shape[1]
         bs = min(batch_size, n)
         self.xp, self.n, self.k, self.bs = xp, n, k, bs
-        self.dot = stack.backend.dot
-        self.take_rows = stack.backend.take_rows
+        self.dot = stack.dot
+        self.take_rows = take_rows_of(stack.backend)
         self.safe = False     # True once an epoch had logits out of range: shift from then on
         info = np.finfo(dt)   # (see figures; exp(lo) = tiny * 1e8)
         self.logit_range = (math.log(float(info.max) / (k * bs)) - 4.0,
@@ -299,7 +302,7 @@ class SoftmaxEpochs:
         if lr is not None and self.update_gemm is not None and not self.safe:
             self._run_one_hidden_sgd(lr)
             return self._epoch_logits()
-        step = optimizer.step_function()
+        step = step_function(optimizer)
         dot, maximum, exp, divide = self.dot, xp.maximum, xp.exp, xp.divide
         subtract, multiply, sign = xp.subtract, xp.multiply, xp.sign
         safe = self.safe
