@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import subprocess
 import sys
@@ -51,7 +52,7 @@ from _benchenv import (
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "results" / "seed_mlp.json"
-CONTENDERS = ("nnscratch", "floor", "sklearn", "torch")
+CONTENDERS = ("nnscratch", "floor", "sklearn", "torch", "reference")
 TARGET_RATIO = 10.0  # nnscratch must be at least this many times faster than scikit-learn
 TARGET_TORCH = 15.0  # ... and than PyTorch (issue 5)
 BATCH_SIZE = 32
@@ -72,14 +73,21 @@ def _data():
     return X_train, split.y_train, X_test, split.y_test
 
 
-def run_nnscratch(epochs: int) -> dict:
+def run_reference(epochs: int) -> dict:
+    """nnscratch in reference mode (``accelerate=False``): the layers' own code, no fast path;
+    what the accelerated path buys (no target)."""
+    return run_nnscratch(epochs, accelerate=False)
+
+
+def run_nnscratch(epochs: int, accelerate: bool = True) -> dict:
     from nnscratch import Sequential
     from nnscratch.layers import Dense, ReLU
     from nnscratch.losses import SoftmaxCrossEntropy
     from nnscratch.optim import SGD
 
     X, y, X_test, y_test = _data()
-    model = Sequential([Dense(64, HIDDEN), ReLU(), Dense(HIDDEN, 10)], seed=SEED)
+    model = Sequential([Dense(64, HIDDEN), ReLU(), Dense(HIDDEN, 10)], seed=SEED,
+                       accelerate=accelerate)
     optimizer, loss = SGD(lr=LR), SoftmaxCrossEntropy()
     c0, t0 = time.process_time(), time.perf_counter()
     history = model.fit(X, y, epochs=epochs, batch_size=BATCH_SIZE, optimizer=optimizer,
@@ -213,7 +221,7 @@ def run_torch(epochs: int) -> dict:
 
 def worker(name: str, epochs: int) -> None:
     result = {"nnscratch": run_nnscratch, "floor": run_floor, "sklearn": run_sklearn,
-              "torch": run_torch}[name](epochs)
+              "torch": run_torch, "reference": run_reference}[name](epochs)
     result["contender"] = name
     result["blas"], result["threads"] = blas_info(), threads_info()
     print(json.dumps(result))
@@ -238,12 +246,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pairs", type=int, default=3, help="alternating runs of each (default 3)")
     p.add_argument("--epochs", type=int, default=1000, help="epochs per fit (default 1000)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="result JSON file")
+    p.add_argument("--reference", action="store_true",
+                   help="also time nnscratch with accelerate=False (reference mode)")
     p.add_argument("--worker", choices=CONTENDERS, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.pairs < 1 or args.epochs < 1:
         p.error("--pairs and --epochs must be >= 1")
     if args.worker:
-        if args.worker in ("nnscratch", "floor"):   # (as the nnscratch command does first)
+        if args.worker in ("nnscratch", "floor", "reference"):   # (as the nnscratch command does first)
             nnscratch_worker()
         worker(args.worker, args.epochs)
         return 0
@@ -262,13 +272,15 @@ def main(argv: list[str] | None = None) -> int:
 
     import importlib.util
 
-    contenders = [c for c in CONTENDERS if c != "torch" or importlib.util.find_spec("torch")]
+    contenders = [c for c in CONTENDERS if (c != "torch" or importlib.util.find_spec("torch"))
+                  and (c != "reference" or args.reference)]
     if "torch" not in contenders:
         print("(PyTorch is not installed: the torch contender is skipped)")
     pairs = []
     header = (f"{'pair':>4}  {'nnscratch s':>11}  {'floor s':>7}  {'nnscratch/floor':>15}  "
               f"{'sklearn s':>9}  {'sklearn/nnscratch':>17}"
-              + (f"  {'torch s':>8}  {'torch/nnscratch':>15}" if "torch" in contenders else ""))
+              + (f"  {'torch s':>8}  {'torch/nnscratch':>15}" if "torch" in contenders else "")
+              + (f"  {'reference s':>11}  {'ref/nnscratch':>13}" if args.reference else ""))
     print(header)
     print("-" * len(header))
     try:
@@ -283,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
             if "torch" in run:
                 pair["torch_ratio"] = run["torch"]["seconds"] / run["nnscratch"]["seconds"]
                 line += f"  {run['torch']['seconds']:>8.3f}  {pair['torch_ratio']:>14.2f}x"
+            if "reference" in run:
+                pair["reference_ratio"] = run["reference"]["seconds"] / run["nnscratch"]["seconds"]
+                line += f"  {run['reference']['seconds']:>11.3f}  {pair['reference_ratio']:>12.2f}x"
             pairs.append(pair)
             print(line, flush=True)
     except RuntimeError as exc:
@@ -336,6 +351,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"TARGET torch/nnscratch >= {TARGET_TORCH:g}x: {torch_verdict} "
               f"(median {median_torch:.2f}x){note}")
 
+    reference = None
+    if args.reference:
+        median_ref = statistics.median(pr["reference_ratio"] for pr in pairs)
+        reference = {"median_ratio": median_ref}
+        print(f"reference mode (accelerate=False) / accelerated: {median_ref:.2f}x (no target)")
+
     worker_blas = {json.dumps(pr[n]["blas"], sort_keys=True) for pr in pairs for n in contenders}
     result = {
         "benchmark": "seed_mlp",
@@ -355,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
         "target": {"ratio_at_least": TARGET_RATIO, "passed": passed, "verdict": verdict,
                    "default_config": default_config},
         "torch_target": torch_target,
+        "reference": reference,
+        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
     }
     write_result(args.out, result)
     return 0
