@@ -1,8 +1,9 @@
 """The exceptions nnscratch raises on bad input.
 
 ``InputError`` and ``ModelFileError`` are ``ValueError``s, ``TrainingDiverged`` is a
-``FloatingPointError`` and ``DeviceError`` a ``RuntimeError``, so code that already catches those
-keeps working. Each message names the problem in one line: the faces (CLI, web) print it as is.
+``FloatingPointError``, ``DeviceError`` and ``CallOrderError`` are ``RuntimeError``s, so code
+that already catches those keeps working. Each message names the problem in one line: the faces
+(CLI, web) print it as is.
 """
 
 from __future__ import annotations
@@ -26,3 +27,7 @@ class TrainingDiverged(NNScratchError, FloatingPointError):
 
 class DeviceError(NNScratchError, RuntimeError):
     """The device asked for cannot be used: unknown name, CuPy not installed, no usable GPU."""
+
+
+class CallOrderError(NNScratchError, RuntimeError):
+    """A method was called out of order, e.g. a layer's ``backward`` before ``forward(x, training=True)``."""

@@ -15,7 +15,9 @@ module                 what it holds
                        of such a network under softmax cross-entropy
 :mod:`.convblock`      ``Conv2D BatchNorm [MaxPool2D] ReLU`` in few passes
 :mod:`.convact`        ``Conv2D activation [MaxPool2D | AvgPool2D]`` in few passes
-:mod:`.kernels`        fast kernels for single layers (memory layouts, kept buffers)
+:mod:`.kernels`        fast kernels for single layers (memory layouts, kept buffers): ``KERNELS``
+:mod:`.im2col`         window views and col2im for the convolution kernels
+:mod:`.layout`         batch-last images (a (N, C, H, W) view of (C, H, W, N) memory)
 :mod:`.losses`         the softmax cross-entropy gradient into kept buffers
 :mod:`.optim`          optimizer steps: BLAS axpy for plain SGD, Adam on both cores
 :mod:`.threads`        element-wise passes split over the cores (:func:`enable_threads`)

@@ -46,7 +46,7 @@ Notation: ``Z = W2 @ col + b`` is the convolution's output (O, n) as in
 
 With pooling, the conv's output columns are ordered by window offset first (see
 ``ConvBlock._buffers``), so each offset of every window is one contiguous block. Maps are kept
-batch-last (``(C, H, W, N)`` in memory, see :mod:`nnscratch.layers.base`): the block's output is
+batch-last (``(C, H, W, N)`` in memory, see :mod:`nnscratch.accel.layout`): the block's output is
 a (N, C, H, W) view of such an array, and its input gradient a view of the interior of one with
 a zero border (where col2im adds up).
 
@@ -68,6 +68,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..layers import BatchNorm, Conv2D, Layer, MaxPool2D, ReLU
+from .im2col import col2im_unpadded, windows
 from .threads import parallel_of
 
 
@@ -132,14 +133,18 @@ class ConvBlock:
         conv, xp = self.conv, self.conv.xp
         n, c, h, w = shape
         (kh, kw), (ph, pw), o = conv.kernel_size, conv.padding, conv.out_channels
-        ho, wo = conv._out_hw(c, h, w, InputError, f"input (N, C, H, W) = {shape}")
+        if c != conv.in_channels:
+            raise InputError(f"Conv2D expects {conv.in_channels} input channels, got {c} "
+                             f"(input (N, C, H, W) = {shape})")
+        ho, wo = conv.output_hw(h, w)
         k = self.pool.kernel_size if self.pool else 1
         hp, wp, K = ho // k, wo // k, c * kh * kw
         if n * ho * wo < 2:   # (as BatchNorm itself)
             raise InputError("BatchNorm needs more than 1 value per feature in training")
         pooled = (o, hp, wp, n)
         xpad = xp.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype)            # zero border kept
-        win = conv._windows(xpad, lead=1)          # (C, kH, kW, Ho, Wo, N): a view of xpad
+        win = windows(xpad, conv.kernel_size, conv.stride, 1,   # (C, kH, kW, Ho, Wo, N):
+                      conv.backend.sliding_window_view)       #   a view of xpad
         if self.offset_major:
             win = win.reshape(c, kh, kw, hp, k, wp, k, n).transpose(0, 1, 2, 4, 6, 3, 5, 7)
         out = win.shape[3:]                        # one channel's output, in the column order
@@ -188,7 +193,7 @@ class ConvBlock:
         K, L = ws["dWT"].shape[0], ws["ones"].shape[0]
         W2, Y2 = W.reshape(o, K), Y.reshape(o, L)
         par, c = parallel_of(conv.backend), x.shape[1]     # (par: each part of the channels at once)
-        # im2col, as in Conv2D.forward: xpad[c, ph + h, pw + w, n] = X[n, c, h, w]
+        # im2col, as in accel.kernels.FastConv2D.forward: xpad[c, ph + h, pw + w, n] = X[n, c, h, w]
         xpad, xT, col6, win = ws["xpad"], x.transpose(1, 2, 3, 0), ws["col6"], ws["win"]
 
         def im2col(p: slice) -> None:
@@ -206,7 +211,7 @@ class ConvBlock:
             var = xp.maximum(xp.einsum("ij,ij->i", WS, W2), 0)      # var = W2 S W2.T, per row
             inv_std = 1 / xp.sqrt(var + bn.eps)
             a = gamma * inv_std
-            bn._update_running(W2 @ m + conv.params["b"], var, L)   # mu = W2 @ m + b
+            bn.update_running(W2 @ m + conv.params["b"], var, L)   # mu = W2 @ m + b
             # Y = A = a * (W2 @ colc) + beta: one product with [a * W2, beta]
             xp.dot(xp.concatenate([W2 * a[:, None], beta[:, None]], axis=1), col, out=Y2)
             M = ws["M"]
@@ -230,7 +235,7 @@ class ConvBlock:
             var /= L
             inv_std = 1 / xp.sqrt(var + bn.eps)
             abs_a = abs(gamma) * inv_std
-            bn._update_running(s * mus + conv.params["b"], var, L)  # mu = s*mean(Zs) + b
+            bn.update_running(s * mus + conv.params["b"], var, L)  # mu = s*mean(Zs) + b
             M = ws["M"]
 
             def pool_bn_relu(p: slice) -> None:
@@ -360,8 +365,10 @@ class ConvBlock:
         xp.dot(W2.T, dZ, out=dcol.reshape(W2.shape[1], -1))
         if not self.offset_major:   # straight into dX (C, H, W, N), returned batch-last
             dX = ws["dX"]
-            parallel_of(conv.backend)(lambda p: conv._col2im_unpadded(dcol[p], dX[p]),
-                                  dX.shape[0], 3 * dcol.size)
+            size, stride, padding = conv.kernel_size, conv.stride, conv.padding
+            parallel_of(conv.backend)(
+                lambda p: col2im_unpadded(dcol[p], dX[p], size, stride, padding, xp),
+                dX.shape[0], 3 * dcol.size)
             return dX.transpose(3, 0, 1, 2)
         dxp = ws["dxp"]
         (kh, kw), (sh, sw) = conv.kernel_size, conv.stride

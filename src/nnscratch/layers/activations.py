@@ -20,34 +20,23 @@ class ReLU(Layer):
 
         dZ = dA * (Z > 0)        (the derivative at exactly 0 is taken as 0, as in PyTorch)
 
-    Since ``A > 0`` exactly where ``Z > 0``, the mask is taken from the cached output ``A``.
+    In training with acceleration on, ``nnscratch.accel.kernels.FastReLU`` replaces it (the same
+    numbers into kept buffers), and ``nnscratch.accel.convblock`` fuses it with a convolution,
+    batch norm and pooling before it.
     """
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        xp = self.xp
-        if not training:
-            return xp.maximum(x, 0)
-        ws = self._ws = self._workspace.get(x.shape) or self._make_workspace(x)
-        # A = max(Z, 0), against an array of zeros: a Python 0 would be converted at every call,
-        # which costs more than the maximum itself at this size
-        xp.maximum(x, ws[3], out=ws[0])
-        return ws[0]
-
-    def _make_workspace(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
-        xp = self.xp
-        ws = self._workspace[x.shape] = (xp.empty_like(x), xp.empty_like(x), xp.empty_like(x),
-                                         xp.zeros_like(x))
-        return ws  # A, mask, dZ, zeros
+        Z = self._input(x)
+        if training:
+            self._cache = Z
+        return self.xp.maximum(Z, 0)
 
     def backward(self, grad_y: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        Z = self._cached()
+        dA = self._grad(grad_y, Z.shape, Z.dtype)
         if not input_grad:
             return None
-        a, mask, dx, _ = self._ws
-        # Plain form: dx = grad_y * (a > 0). sign(a) is 1 where a > 0 and 0 where a == 0 (a >= 0),
-        # and a float mask multiplies faster than a boolean one.
-        self.xp.sign(a, out=mask)
-        self.xp.multiply(grad_y, mask, out=dx)
-        return dx
+        return dA * (Z > 0)
 
 
 class _Elementwise(Layer):
@@ -58,15 +47,18 @@ class _Elementwise(Layer):
     """
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        a = self._f(x)
+        z = self._input(x)
+        a = self._f(z)
         if training:
-            self._z, self._a = x, a
+            self._cache = (z, a)
         return a
 
     def backward(self, grad_y: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        z, a = self._cached()
+        dA = self._grad(grad_y, z.shape, z.dtype)
         if not input_grad:
             return None
-        return grad_y * self._df(self._z, self._a)
+        return dA * self._df(z, a)
 
     def _f(self, z: np.ndarray) -> np.ndarray:
         raise NotImplementedError

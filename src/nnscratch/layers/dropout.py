@@ -20,6 +20,9 @@ class Dropout(Layer):
     Inference: ``Y = X`` (the ``1 / (1 - p)`` during training keeps expectations equal, so nothing
     has to be rescaled at inference). The mask is drawn from the model's generator, so a seeded
     model drops the same units on every run.
+
+    In training with acceleration on, ``nnscratch.accel.kernels.FastDropout`` replaces it (the
+    same draws, into kept buffers).
     """
 
     _positional = ("p",)
@@ -39,28 +42,27 @@ class Dropout(Layer):
     def get_config(self) -> dict[str, Any]:
         return {"p": self.p}
 
+    def draw(self, out: np.ndarray) -> np.ndarray:
+        """Fill the float32/float64 NumPy array ``out`` with uniform draws in [0, 1) from the
+        layer's generator (the model's): where ``out >= p`` a value is kept."""
+        return self._rng.random(out=out, dtype=out.dtype)
+
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        if not training or self.p == 0:
-            self._scale = None
-            return x
-        ws = self._workspace.get(x.shape)   # buffers kept per input shape (see Layer)
-        if ws is None:
-            xp = self.xp
-            ws = self._workspace[x.shape] = {k: xp.empty_like(x) for k in ("y", "dx")}
-            # the draws are made on the host by the model's NumPy generator (the same mask on
-            # every device), then moved to the device's "scale" buffer (no copy on the CPU)
-            ws["draw"] = np.empty(x.shape, x.dtype)
-            ws["scale"] = self.backend.asarray(ws["draw"])
-        self._rng.random(out=ws["draw"], dtype=x.dtype)     # float32/64 draws in [0, 1)
-        scale = self._scale = ws["scale"]
-        self.backend.upload(scale, ws["draw"])              # host -> device (nothing on the CPU)
-        self.xp.greater_equal(scale, self.p, out=scale)     # M: 1 (kept) or 0
-        scale *= x.dtype.type(1 / (1 - self.p))             # M / (1 - p)
-        return self.xp.multiply(x, scale, out=ws["y"])
+        X = self._input(x)
+        if not training:
+            return X
+        if self.p == 0:
+            self._cache = (X.shape, X.dtype, None)
+            return X
+        # M: draws made on the host by the model's NumPy generator (the same mask on every device)
+        M = self.backend.asarray(self.draw(np.empty(X.shape, X.dtype))) >= self.p
+        scale = M * X.dtype.type(1 / (1 - self.p))           # M / (1 - p)
+        self._cache = (X.shape, X.dtype, scale)
+        return X * scale
 
     def backward(self, grad_y: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        shape, dtype, scale = self._cached()
+        dY = self._grad(grad_y, shape, dtype)
         if not input_grad:
             return None
-        if self._scale is None:
-            return grad_y
-        return self.xp.multiply(grad_y, self._scale, out=self._workspace[grad_y.shape]["dx"])
+        return dY if scale is None else dY * scale
