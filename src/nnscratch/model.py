@@ -157,17 +157,19 @@ class Sequential:
             for p in layer.params.values():
                 host[offset:offset + p.size] = to_numpy(p).reshape(-1)
                 offset += p.size
-            layer.state = {k: self.backend.asarray(v) for k, v in layer.state.items()}
+            layer.bind_state({k: self.backend.asarray(v) for k, v in layer.state.items()})
         self._flat_params = self.backend.asarray(host)   # (on the CPU: host itself)
         self._flat_grads = self.xp.zeros(total, dtype=self.dtype)
         offset = 0
         self._blocks = []  # each layer's (params, grads) as 1-D views, in layer order
         for layer in self.layers:
             start = offset
+            views: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
             for name, p in layer.params.items():
-                layer.params[name] = self._flat_params[offset:offset + p.size].reshape(p.shape)
-                layer.grads[name] = self._flat_grads[offset:offset + p.size].reshape(p.shape)
+                views[0][name] = self._flat_params[offset:offset + p.size].reshape(p.shape)
+                views[1][name] = self._flat_grads[offset:offset + p.size].reshape(p.shape)
                 offset += p.size
+            layer.bind_params(*views)   # (``layer.params[name] = a`` would copy a into the array)
             if layer.params:
                 self._blocks.append((self._flat_params[start:offset],
                                      self._flat_grads[start:offset]))
