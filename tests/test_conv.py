@@ -1,10 +1,13 @@
-"""Conv2D: a naive loop reference, gradient checks with negative controls, PyTorch, validation."""
+"""Conv2D and its kernel FastConv2D (both layouts): a naive loop reference, gradient checks with
+negative controls, PyTorch, validation."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from nnscratch.accel import im2col
+from nnscratch.accel.kernels import FastConv2D
 from nnscratch.errors import InputError
 from nnscratch.gradcheck import check_layer
 from nnscratch.layers.conv import Conv2D
@@ -59,15 +62,23 @@ def naive_conv_backward(x, W, stride, padding, g):
     return dxp[:, :, ph:ph + h, pw:pw + w], dW, db
 
 
-def _layer(c, o, k, s, p, rng, dtype="float64", batch_first=None):
+def _impl(layer, impl):
+    """The plain layer, or its kernel in one of the two layouts (forced: by default chosen from
+    C*kH*kW)."""
+    if impl == "layer":
+        return layer
+    kernel = FastConv2D(layer)
+    kernel.batch_first = impl == "kernel-batch-first"
+    return kernel
+
+
+def _layer(c, o, k, s, p, rng, dtype="float64", impl="layer"):
     layer = Conv2D(c, o, k, s, p, seed=int(rng.integers(1000)), dtype=dtype)
     layer.params["b"][...] = rng.standard_normal(o)  # a non-zero bias too
-    if batch_first is not None:  # force one of the two layouts (by default chosen from C*kH*kW)
-        layer.batch_first = batch_first
-    return layer
+    return _impl(layer, impl)
 
 
-LAYOUTS = pytest.mark.parametrize("batch_first", [True, False], ids=["batch-first", "batch-last"])
+LAYOUTS = pytest.mark.parametrize("impl", ["layer", "kernel-batch-first", "kernel-batch-last"])
 
 
 # (N, C, H, W, O, kernel_size, stride, padding)
@@ -100,13 +111,13 @@ CASES += [_random_case(seed) for seed in range(8)]
 
 @pytest.mark.parametrize("n,c,h,w,o,k,s,p", CASES)
 @LAYOUTS
-def test_vectorised_equals_naive(n, c, h, w, o, k, s, p, rng, batch_first):
-    layer = _layer(c, o, k, s, p, rng, batch_first=batch_first)
+def test_vectorised_equals_naive(n, c, h, w, o, k, s, p, rng, impl):
+    layer = _layer(c, o, k, s, p, rng, impl=impl)
     x = rng.standard_normal((n, c, h, w))
     Wt, b = layer.params["W"], layer.params["b"]
     y = layer.forward(x, training=True)
     expected = naive_conv(x, Wt, b, s, p)
-    assert y.shape == expected.shape == (n, *layer.output_shape((c, h, w)))
+    assert y.shape == expected.shape == (n, *Conv2D(c, o, k, s, p).output_shape((c, h, w)))
     np.testing.assert_allclose(y, expected, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(layer.forward(x), expected, rtol=1e-10, atol=1e-10)  # prediction path
     g = rng.standard_normal(y.shape)
@@ -120,8 +131,8 @@ def test_vectorised_equals_naive(n, c, h, w, o, k, s, p, rng, batch_first):
 @pytest.mark.parametrize("k,s,p", [(3, 1, 0), (3, 1, 1), (3, 2, 1), ((3, 2), (2, 1), (0, 2)),
                                    (2, 3, 2), (1, 2, 1)])
 @LAYOUTS
-def test_gradients(k, s, p, rng, batch_first):
-    layer = _layer(2, 3, k, s, p, rng, batch_first=batch_first)
+def test_gradients(k, s, p, rng, impl):
+    layer = _layer(2, 3, k, s, p, rng, impl=impl)
     result = check_layer(layer, rng.standard_normal((2, 2, 6, 5)), rng)
     assert result.ok, str(result)
     assert set(result.errors) == {"x", "W", "b"}
@@ -143,11 +154,9 @@ class _ShiftedInputGrad(Conv2D):
         return np.roll(super().backward(grad_y, input_grad), 1, axis=3)
 
 
-@LAYOUTS
 @pytest.mark.parametrize("cls,broken", [(_FlippedKernelGrad, "W"), (_ShiftedInputGrad, "x")])
-def test_negative_controls_fail_the_check(cls, broken, rng, batch_first):
+def test_negative_controls_fail_the_check(cls, broken, rng):
     layer = cls(2, 3, 3, 1, 1, seed=0, dtype="float64")
-    layer.batch_first = batch_first
     result = check_layer(layer, rng.standard_normal((2, 2, 5, 6)), rng)
     assert not result.ok and result.errors[broken] > 1e-2, str(result)
     assert all(e < 1e-6 for name, e in result.errors.items() if name != broken)  # only that part
@@ -155,9 +164,9 @@ def test_negative_controls_fail_the_check(cls, broken, rng, batch_first):
 
 @pytest.mark.parametrize("n,c,h,w,o,k,s,p", [CASES[i] for i in (1, 2, 3, 4, 7, 9)])
 @LAYOUTS
-def test_matches_pytorch(n, c, h, w, o, k, s, p, rng, batch_first):
+def test_matches_pytorch(n, c, h, w, o, k, s, p, rng, impl):
     torch = pytest.importorskip("torch")
-    layer = _layer(c, o, k, s, p, rng, batch_first=batch_first)
+    layer = _layer(c, o, k, s, p, rng, impl=impl)
     conv = torch.nn.Conv2d(c, o, k, s, p).double()
     with torch.no_grad():  # the same weight layout: (out, in, kH, kW)
         conv.weight.copy_(torch.tensor(layer.params["W"]))
@@ -196,15 +205,17 @@ def test_bad_arguments(kwargs, message):
 
 
 @pytest.mark.parametrize("shape,message", [
-    ((2, 2, 8, 8), r"expects 3 input channels, got 2 \(input \(N, C, H, W\) = \(2, 2, 8, 8\)\)"),
-    ((2, 3, 4, 8), r"kernel 5x3 with padding \(0, 1\) does not fit a 4x8 image .* output would be 0x8"),
-    ((3, 8, 8), r"expects numeric \(N, C, H, W\) images, got shape \(3, 8, 8\)"),
+    ((2, 2, 8, 8), r"expects \(N, 3, H, W\) images, got shape \(2, 2, 8, 8\)"),
+    ((2, 3, 4, 8), r"kernel 5x3 with padding \(0, 1\) does not fit a 4x8 image.* output would be 0x8"),
+    ((3, 8, 8), r"expects \(N, 3, H, W\) images.*, got shape \(3, 8, 8\)"),
 ])
-def test_bad_input(shape, message):
+@pytest.mark.parametrize("impl", ["layer", "kernel"])
+def test_bad_input(shape, message, impl):
     layer = Conv2D(3, 2, (5, 3), padding=(0, 1))
+    run = layer if impl == "layer" else FastConv2D(layer)
     for training in (False, True):
         with pytest.raises(InputError, match=message):
-            layer.forward(np.zeros(shape, dtype=np.float32), training=training)
+            run.forward(np.zeros(shape, dtype=np.float32), training=training)
     assert issubclass(InputError, ValueError)
 
 
@@ -232,9 +243,9 @@ def test_float32_stays_float32(rng):
 
 
 @LAYOUTS
-def test_workspaces_do_not_leak_between_calls(rng, batch_first):
+def test_workspaces_do_not_leak_between_calls(rng, impl):
     """Alternating batch sizes, and a prediction between forward and backward, change nothing."""
-    layer = _layer(2, 3, 3, 1, 1, rng, batch_first=batch_first)
+    layer = _layer(2, 3, 3, 1, 1, rng, impl=impl)
     Wt, b = layer.params["W"], layer.params["b"]
     xs = [rng.standard_normal((n, 2, 6, 6)) for n in (4, 3, 4)]
     for x in xs:
@@ -252,9 +263,9 @@ def test_workspaces_do_not_leak_between_calls(rng, batch_first):
     np.testing.assert_allclose(layer.grads["b"], db_ref, atol=1e-10)
 
 
-def test_the_layout_is_chosen_from_the_product_size():
-    assert Conv2D(1, 32, 3).batch_first and Conv2D(3, 32, 3).batch_first  # K = 9, 27
-    assert not Conv2D(32, 64, 3).batch_first                               # K = 288
+def test_the_kernel_layout_is_chosen_from_the_product_size():
+    assert FastConv2D(Conv2D(1, 32, 3)).batch_first and FastConv2D(Conv2D(3, 32, 3)).batch_first
+    assert not FastConv2D(Conv2D(32, 64, 3)).batch_first                   # K = 9, 27; 288
 
 
 @pytest.mark.parametrize("init,std", [("he_normal", np.sqrt(2 / (16 * 9))),
@@ -290,7 +301,7 @@ def test_col2im_straight_into_the_image_equals_the_padded_sum(k, s, p, rng):
         kh, kw = conv.kernel_size
         dcol = rng.standard_normal((2, kh, kw, ho, wo, 3))
         dxp = np.zeros((2, h + 2 * p, w + 2 * p, 3))
-        conv._col2im(dcol, dxp, lead=1)
+        im2col.col2im(dcol, dxp, conv.kernel_size, conv.stride, lead=1)
         out = np.full((2, h, w, 3), np.nan)
-        conv._col2im_unpadded(dcol, out)
+        im2col.col2im_unpadded(dcol, out, conv.kernel_size, conv.stride, conv.padding, np)
         np.testing.assert_allclose(out, dxp[:, p:p + h, p:p + w], rtol=1e-12, atol=1e-12)

@@ -10,6 +10,7 @@ import pytest
 from nnscratch import Sequential
 from nnscratch.accel import convblock, planner
 from nnscratch.accel.convblock import ConvBlock
+from nnscratch.accel.layout import batch_last
 from nnscratch.gradcheck import numerical_gradient, relative_error
 from nnscratch.layers import (
     BatchNorm,
@@ -21,7 +22,6 @@ from nnscratch.layers import (
     MaxPool2D,
     ReLU,
 )
-from nnscratch.layers.base import batch_last
 from nnscratch.optim import SGD, Adam
 
 

@@ -1,9 +1,9 @@
-"""Batch-last images: (N, C, H, W) arrays laid out as (C, H, W, N) in memory (layers.base).
+"""Batch-last images: (N, C, H, W) arrays laid out as (C, H, W, N) in memory (accel.layout).
 
-A batch-last Conv2D returns its training output in that order, and BatchNorm and MaxPool2D keep
-it. Every result must be the same as with ordinary row-major arrays: these tests run each layer
-on both layouts of the same numbers (float64) and compare, check gradients with batch-last
-inputs, and train a conv net both ways.
+A batch-last FastConv2D returns its training output in that order, and FastBatchNorm and
+FastMaxPool2D keep it. Every result must be the same as with ordinary row-major arrays: these
+tests run each kernel on both layouts of the same numbers (float64) and compare, check gradients
+with batch-last inputs (kernels and plain layers), and train a conv net both ways.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from nnscratch import Sequential
+from nnscratch.accel.kernels import FastBatchNorm, FastConv2D, FastMaxPool2D
+from nnscratch.accel.layout import batch_last
 from nnscratch.gradcheck import check_layer
 from nnscratch.layers import BatchNorm, Conv2D, Dense, Flatten, MaxPool2D, ReLU
-from nnscratch.layers.base import batch_last
-from nnscratch.optim import Adam
 
 
 def _bn(c: int, cls=BatchNorm) -> BatchNorm:
@@ -58,7 +58,7 @@ def _both_ways(make_layer, x, g):
 @pytest.mark.parametrize("shape", [(4, 3, 5, 6), (2, 8, 4, 4)])
 def test_batchnorm_batch_last_equals_row_major(shape, rng):
     x, g = rng.standard_normal(shape) * 3 + 1, rng.standard_normal(shape)
-    (ya, dxa, ga, la), (yb, dxb, gb, lb) = _both_ways(lambda: _bn(shape[1]), x, g)
+    (ya, dxa, ga, la), (yb, dxb, gb, lb) = _both_ways(lambda: FastBatchNorm(_bn(shape[1])), x, g)
     assert batch_last(yb) and batch_last(dxb)            # the memory order is kept
     np.testing.assert_allclose(yb, ya, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(dxb, dxa, rtol=1e-10, atol=1e-12)
@@ -67,7 +67,7 @@ def test_batchnorm_batch_last_equals_row_major(shape, rng):
     for k in la.state:
         np.testing.assert_allclose(lb.state[k], la.state[k], rtol=1e-12)
     # a row-major gradient into a batch-last layer (what Flatten's backward hands back) is fine
-    lc = _bn(shape[1])
+    lc = FastBatchNorm(_bn(shape[1]))
     lc.forward(_last(x), training=True)
     np.testing.assert_allclose(lc.backward(g), dxa, rtol=1e-10, atol=1e-12)
 
@@ -76,14 +76,14 @@ def test_batchnorm_batch_last_equals_row_major(shape, rng):
 def test_maxpool_batch_last_equals_row_major_with_ties(k, s, rng):
     x = rng.integers(-2, 3, (3, 4, 7, 7)).astype(np.float64)   # many ties
     g = rng.standard_normal((3, 4, (7 - k) // s + 1, (7 - k) // s + 1))
-    (ya, dxa, _, _), (yb, dxb, _, _) = _both_ways(lambda: MaxPool2D(k, s), x, g)
+    (ya, dxa, _, _), (yb, dxb, _, _) = _both_ways(lambda: FastMaxPool2D(MaxPool2D(k, s)), x, g)
     assert batch_last(yb) and batch_last(dxb)
     np.testing.assert_array_equal(yb, ya)
     np.testing.assert_array_equal(dxb, dxa)
 
 
 def test_conv_training_output_is_a_batch_last_view_of_the_same_values(rng):
-    conv = Conv2D(8, 5, 3, padding=1, seed=0, dtype="float64")   # K = 72: batch-last layout
+    conv = FastConv2D(Conv2D(8, 5, 3, padding=1, seed=0, dtype="float64"))   # K = 72: batch-last
     assert not conv.batch_first
     conv.params["b"][...] = rng.standard_normal(5)
     x = rng.standard_normal((4, 8, 6, 6))
@@ -100,8 +100,9 @@ def test_conv_training_output_is_a_batch_last_view_of_the_same_values(rng):
         np.testing.assert_allclose(conv.grads[k], v, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("make", [lambda: _bn(3), lambda: MaxPool2D(2)],
-                         ids=["batchnorm", "maxpool"])
+@pytest.mark.parametrize("make", [lambda: _bn(3), lambda: MaxPool2D(2), lambda: FastBatchNorm(_bn(3)),
+                                  lambda: FastMaxPool2D(MaxPool2D(2))],
+                         ids=["batchnorm", "maxpool", "FastBatchNorm", "FastMaxPool2D"])
 def test_gradients_with_batch_last_inputs(make, rng):
     x = _last(rng.standard_normal((4, 3, 6, 6)))
     assert batch_last(np.array(x, dtype=np.float64))     # check_layer keeps the layout
@@ -110,15 +111,15 @@ def test_gradients_with_batch_last_inputs(make, rng):
 
 
 def test_negative_control_a_layout_mixup_fails_the_gradient_check(rng):
-    class WrongRows(BatchNorm):
+    class WrongRows(FastBatchNorm):
         @staticmethod
         def _rows(x, last):   # forgets to move the batch axis: channels mixed with examples
             nb, c, h, w = x.shape
             return np.ascontiguousarray(x).reshape(c, -1) if last else x.reshape(nb, c, h * w)
 
     x = _last(rng.standard_normal((4, 3, 6, 6)))
-    assert not check_layer(_bn(3, WrongRows), x, rng, tol=1e-5).ok
-    assert check_layer(_bn(3), x, rng, tol=1e-5).ok
+    assert not check_layer(WrongRows(_bn(3)), x, rng, tol=1e-5).ok
+    assert check_layer(FastBatchNorm(_bn(3)), x, rng, tol=1e-5).ok
 
 
 def _cnn():
@@ -128,26 +129,34 @@ def _cnn():
                       input_shape=(1, 8, 8), seed=0, dtype="float64")
 
 
-def test_a_conv_net_trains_to_the_same_weights_with_row_major_conv_outputs(monkeypatch, rng):
-    """The whole chain (conv -> batch norm -> pool -> ReLU -> flatten, and back) gives the same
-    training whether the batch-last conv output is passed on as it is or as a row-major copy."""
-    X = rng.random((40, 64))
-    y = rng.integers(0, 3, 40)
-    a = _cnn()
-    assert not a.layers[3].batch_first
-    a.fit(X, y, epochs=2, batch_size=8, optimizer=Adam(lr=1e-2))
-    forward = Conv2D.forward
+def _chain(stages, x, g):
+    """Outputs and input gradient of ``stages`` (layers or kernels) run one after the other."""
+    for stage in stages:
+        x = stage.forward(x, training=True)
+    out = x.copy()
+    for stage in reversed(stages):
+        g = stage.backward(g)
+    return out, np.array(g)
 
-    def row_major(self, x, training=False):
-        return np.ascontiguousarray(forward(self, x, training))
 
-    monkeypatch.setattr(Conv2D, "forward", row_major)
-    b = _cnn()
-    b.fit(X, y, epochs=2, batch_size=8, optimizer=Adam(lr=1e-2))
-    # (atol: a conv bias before batch norm has zero gradient, so those weights hold rounding
-    # noise of 1e-9, different in each memory order)
-    np.testing.assert_allclose(a.parameters()[0][0], b.parameters()[0][0], rtol=1e-9, atol=1e-8)
-    assert not np.array_equal(a.parameters()[0][0], _cnn().parameters()[0][0])
+def test_a_conv_net_of_kernels_in_batch_last_memory_equals_the_plain_layers(rng):
+    """The whole chain (conv -> batch norm -> pool -> ReLU -> flatten -> dense, and back) of
+    kernels, batch-last from the second conv on, gives the plain layers' numbers."""
+    from nnscratch.accel.kernels import kernel_for
+
+    x, g = rng.random((6, 1, 8, 8)), rng.standard_normal((6, 3))
+    model = _cnn()
+    for layer in model.layers:
+        for p in layer.params.values():
+            p[...] = rng.standard_normal(p.shape) * 0.5
+    kernels = [kernel_for(layer) or layer for layer in model.layers]
+    assert not kernels[3].batch_first
+    plain_out, plain_dx = _chain(model.layers, x, g)
+    plain_grads = model.parameters()[0][1].copy()
+    out, dx = _chain(kernels, x, g)
+    np.testing.assert_allclose(out, plain_out, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(dx, plain_dx, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(model.parameters()[0][1], plain_grads, rtol=1e-9, atol=1e-12)
 
 
 def test_flatten_hands_on_row_major_rows(rng):

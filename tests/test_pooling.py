@@ -1,4 +1,5 @@
-"""Pooling, Flatten and 4-D BatchNorm: naive loop references, gradient checks, PyTorch."""
+"""Pooling, Flatten and 4-D BatchNorm (and the kernels FastMaxPool2D, FastBatchNorm): naive loop
+references, gradient checks, PyTorch."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import numpy as np
 import pytest
 
 from nnscratch import InputError
+from nnscratch.accel.kernels import FastBatchNorm, FastMaxPool2D
 from nnscratch.gradcheck import check_layer
 from nnscratch.layers.normalization import BatchNorm
 from nnscratch.layers.pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
@@ -59,12 +61,26 @@ def test_vectorised_equals_naive(cls, kind, k, s, rng):
     assert layer.output_shape((3, 9, 7)) == y.shape[1:]
 
 
+@pytest.mark.parametrize("k,s", CASES)
+def test_max_pool_kernel_equals_naive(k, s, rng):
+    x = rng.standard_normal((2, 3, 9, 7))
+    kernel = FastMaxPool2D(MaxPool2D(k, s))
+    stride = k if s is None else s
+    y = kernel.forward(x, training=True)
+    np.testing.assert_array_equal(y, naive_pool(x, k, stride, "max"))
+    np.testing.assert_array_equal(kernel.forward(x), y)
+    g = rng.standard_normal(y.shape)
+    np.testing.assert_allclose(kernel.backward(g), naive_pool_backward(x, g, k, stride, "max"),
+                               rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("impl", ["layer", "kernel"])
 @pytest.mark.parametrize("k,s", [(2, None), (3, 1), (2, 1)])
-def test_max_pool_ties_go_to_the_first_maximum(k, s, rng):
+def test_max_pool_ties_go_to_the_first_maximum(k, s, rng, impl):
     # after a ReLU many windows are all zeros: the gradient must go to one position only, the
     # first in row-major order (as PyTorch), not to every tied position
     x = np.maximum(rng.integers(-2, 2, size=(3, 2, 8, 8)), 0).astype(np.float64)
-    layer = MaxPool2D(k, s)
+    layer = MaxPool2D(k, s) if impl == "layer" else FastMaxPool2D(MaxPool2D(k, s))
     y = layer.forward(x, training=True)
     g = rng.standard_normal(y.shape)
     dx = layer.backward(g)
@@ -84,13 +100,15 @@ def test_gradients_float64(layer, rng):
     assert result.ok, str(result)
 
 
+@pytest.mark.parametrize("impl", ["layer", "kernel"])
 @pytest.mark.parametrize("n", [2, 5])
-def test_batchnorm_4d_gradients(n, rng):
+def test_batchnorm_4d_gradients(n, rng, impl):
     layer = BatchNorm(3)
     layer.reset_parameters(rng, np.dtype(np.float64))
     layer.params["gamma"][...] = rng.uniform(0.5, 2, 3)
     layer.params["beta"][...] = rng.standard_normal(3)
-    result = check_layer(layer, rng.standard_normal((n, 3, 4, 5)) * 2 + 1, rng, tol=1e-5)
+    run = layer if impl == "layer" else FastBatchNorm(layer)
+    result = check_layer(run, rng.standard_normal((n, 3, 4, 5)) * 2 + 1, rng, tol=1e-5)
     assert result.ok, str(result)
 
 

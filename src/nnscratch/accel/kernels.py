@@ -47,6 +47,19 @@ class Kernel:
         self.xp = layer.xp
         self._workspace: dict[Any, Any] = {}
 
+    @property
+    def params(self) -> dict[str, Any]:
+        """The layer's parameters (the kernel holds none of its own)."""
+        return self.layer.params
+
+    @property
+    def grads(self) -> dict[str, Any]:
+        return self.layer.grads
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return self.layer.state
+
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         raise NotImplementedError
 
@@ -217,8 +230,8 @@ class FastConv2D(Kernel):
         xp, layer = self.xp, self.layer
         x = xp.asarray(x)
         if x.ndim != 4 or x.dtype.kind not in "biuf":
-            raise InputError(f"Conv2D expects numeric (N, C, H, W) images, got shape {x.shape} "
-                             f"and dtype {x.dtype}")
+            raise InputError(f"Conv2D expects (N, {layer.in_channels}, H, W) images of numbers, got "
+                             f"shape {x.shape} and dtype {x.dtype}")
         if self.batch_first:
             return self._forward_batch_first(x, training)
         W = layer.params["W"]

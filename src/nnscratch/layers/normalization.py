@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backend import resolve_dtype
 from ..errors import InputError
 from ..validation import check_positive_float, check_positive_int
 from .base import Layer
@@ -35,7 +36,8 @@ class BatchNorm(Layer):
 
     ``params``: ``gamma`` (ones) and ``beta`` (zeros), shape (F,). ``state``: ``running_mean``
     (zeros) and ``running_var`` (ones): statistics, not parameters, so no optimizer touches them.
-    Training input with NaN or infinity is refused.
+    ``dtype`` (keyword): ``"float32"`` (default) or ``"float64"`` when used on its own (a model
+    sets its own). Training input with NaN or infinity is refused.
 
     In training with acceleration on, ``nnscratch.accel.kernels.FastBatchNorm`` replaces it on
     images (the same formulas with fewer passes over the data, with threads), and
@@ -45,14 +47,15 @@ class BatchNorm(Layer):
 
     _positional = ("num_features",)
 
-    def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5) -> None:
+    def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5, *,
+                 dtype: str = "float32") -> None:
         super().__init__()
         self.num_features = check_positive_int(num_features, "BatchNorm num_features")
         self.momentum = check_positive_float(momentum, "BatchNorm momentum", allow_zero=True)
         if self.momentum > 1:
             raise ValueError(f"BatchNorm momentum must be in [0, 1], got {momentum!r}")
         self.eps = check_positive_float(eps, "BatchNorm eps")
-        self.reset_parameters(np.random.default_rng(0), np.dtype(np.float32))
+        self.reset_parameters(np.random.default_rng(0), resolve_dtype(dtype))
 
     def reset_parameters(self, rng: np.random.Generator, dtype: np.dtype) -> None:
         super().reset_parameters(rng, dtype)
