@@ -206,6 +206,9 @@ class Layer:
         """The checked input of ``forward``, cast to :meth:`compute_dtype`; ``ndims`` the
         allowed numbers of axes (``expect`` says which shape, for the message)."""
         x = self._array(x, "input")
+        if x.ndim == 0:
+            raise InputError(f"{type(self).__name__} expects a batch of examples, got a single "
+                             "number (a 0-d array)")
         if ndims is not None and x.ndim not in ndims:
             raise InputError(f"{type(self).__name__} expects {expect} input, got shape {x.shape}")
         return x.astype(self.compute_dtype(x), copy=False)
