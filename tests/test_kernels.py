@@ -220,7 +220,8 @@ def test_alternating_batch_sizes_and_predictions_between_steps(rng):
 SRC = Path(nnscratch.__file__).parent
 
 
-@pytest.mark.parametrize("path", ["accel/kernels.py", "accel/im2col.py", "convblock.py"])
+@pytest.mark.parametrize("path", ["accel/kernels.py", "accel/im2col.py", "accel/convblock.py",
+                                  "accel/convact.py", "accel/planner.py"])
 def test_accelerated_code_uses_no_private_member_of_the_layers(path):
     """Kernels use the layers' public methods (or their own), never another file's private
     members: no ``layer._x``, ``conv._windows``, ``bn._update_running``, ..."""

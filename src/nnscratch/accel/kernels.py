@@ -405,7 +405,7 @@ class FastMaxPool2D(Kernel):
             self.xp.copyto(yp, offsets[0][:, p])
             for x_uv in offsets[1:]:
                 self.xp.maximum(yp, x_uv[:, p], out=yp)
-        self.parallel_of(layer.backend)(running_max, x.shape[1], 2 * x.size)
+        parallel_of(self.layer.backend)(running_max, x.shape[1], 2 * x.size)
         if training:
             self._x, self._ws = x, ws
         return y
