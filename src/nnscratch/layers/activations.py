@@ -1,4 +1,9 @@
-"""Element-wise activations."""
+"""Element-wise activations.
+
+``ReLU`` has an accelerated kernel (``nnscratch.accel.kernels.FastReLU``); the others have none of
+their own, and ``nnscratch.accel.convact`` fuses them (and ReLU) with a convolution before them
+in training with acceleration on.
+"""
 
 from __future__ import annotations
 
