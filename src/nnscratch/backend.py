@@ -66,13 +66,6 @@ class Backend:
     erf: Callable[[Any], Any]
     #: ``numpy.lib.stride_tricks.sliding_window_view`` or CuPy's
     sliding_window_view: Callable[..., Any]
-    @property
-    def parallel(self) -> Callable[..., None]:
-        """(Transitional: the layers' own thread split moves to nnscratch.accel.threads.)"""
-        from .accel.threads import parallel_of
-
-        return parallel_of(self)
-
     def __repr__(self) -> str:
         return f"Backend({self.device!r}, xp={self.xp.__name__})"
 

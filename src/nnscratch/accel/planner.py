@@ -131,9 +131,11 @@ def inference_stages(model: Any) -> list[Any]:
 
 
 def _has_params(stage: Any) -> bool:
+    """Does ``stage`` (a layer, a single-layer kernel or a fused block) train parameters?"""
     if isinstance(stage, Layer):
         return bool(stage.params)
-    return True   # (the fused kernels all hold a layer with parameters)
+    layer = getattr(stage, "layer", None)       # a single-layer kernel
+    return bool(layer.params) if isinstance(layer, Layer) else True   # (fused blocks: yes)
 
 
 class StepEpochs:
