@@ -1,4 +1,4 @@
-"""``nnscratch`` command line: train, evaluate, predict, gradcheck.
+"""``nnscratch`` command line: train, evaluate, predict, cv, gradcheck, export.
 
 Every failure the user can cause (bad flag, bad file, bad data) ends with one line on stderr and a
 non-zero exit status, never a traceback.
@@ -174,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--quiet", action="store_true", help="no progress bar")
 
     sub.add_parser("gradcheck", help="check every layer's and loss's gradients numerically")
+    _add_export_parser(sub)
     return parser
 
 
@@ -420,7 +421,37 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in checks.values()) else EXIT_ERROR
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
+def _add_export_parser(sub: Any) -> None:
+    x = sub.add_parser("export", help="export a model to ONNX (pip install 'nnscratch[onnx]')",
+                       description="Write MODEL as an ONNX file (opset 17): input 'input' of "
+                       "shape (batch, *input_shape), output 'logits' (and 'probabilities'). "
+                       "See docs/interop.md.")
+    x.add_argument("model", type=Path, help="a model.safetensors written by train")
+    x.add_argument("--onnx", type=Path, required=True, metavar="OUT.onnx", help="file to write")
+    x.add_argument("--probabilities", action="store_true",
+                   help="add an output 'probabilities' (softmax of the logits)")
+    x.add_argument("--raw-pixels", action="store_true", help="take raw pixels (0..16 digits, "
+                   "0..255 MNIST): the model's preprocessing becomes the first node")
+    x.add_argument("--flat-input", action="store_true",
+                   help="image models: take rows of C*H*W values instead of (C, H, W) images")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .interop.onnx_export import require_onnx
+
+    require_onnx()  # without the extra: one line saying what to install, before any work
+    model = load_model(args.model)
+    path = model.to_onnx(args.onnx, probabilities=args.probabilities,
+                         raw_pixels=args.raw_pixels, flat_input=args.flat_input)
+    outputs = "logits, probabilities" if args.probabilities else "logits"
+    shape = (model.n_features_in,) if args.flat_input else model.input_shape
+    print(f"wrote {path} ({path.stat().st_size:,} bytes): input 'input' (batch, "
+          f"{', '.join(map(str, shape))}){' raw pixels' if args.raw_pixels else ''}, "
+          f"outputs {outputs}")
+    return 0
+
+
+COMMANDS = {"export": cmd_export, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
             "cv": cmd_cv, "gradcheck": cmd_gradcheck}
 
 

@@ -1,9 +1,9 @@
 """The exceptions nnscratch raises on bad input.
 
-``InputError`` and ``ModelFileError`` are ``ValueError``s, ``TrainingDiverged`` is a
-``FloatingPointError``, ``DeviceError`` and ``CallOrderError`` are ``RuntimeError``s, so code
-that already catches those keeps working. Each message names the problem in one line: the faces
-(CLI, web) print it as is.
+``InputError``, ``ModelFileError`` and ``ExportError`` are ``ValueError``s, ``TrainingDiverged``
+is a ``FloatingPointError``, ``DeviceError`` and ``CallOrderError`` are ``RuntimeError``s,
+``MissingDependencyError`` is an ``ImportError``, so code that already catches those keeps
+working. Each message names the problem in one line: the faces (CLI, web) print it as is.
 """
 
 from __future__ import annotations
@@ -31,3 +31,12 @@ class DeviceError(NNScratchError, RuntimeError):
 
 class CallOrderError(NNScratchError, RuntimeError):
     """A method was called out of order, e.g. a layer's ``backward`` before ``forward(x, training=True)``."""
+
+
+class ExportError(NNScratchError, ValueError):
+    """A model cannot be exported as asked: a layer with no ONNX or PyTorch counterpart, raw-pixel
+    input for a model that records no preprocessing."""
+
+
+class MissingDependencyError(NNScratchError, ImportError):
+    """An optional package a feature needs is not installed; the message says what to install."""

@@ -375,6 +375,20 @@ class Sequential:
         to_numpy = self.backend.to_numpy
         write_model_file(path, {k: to_numpy(v) for k, v in tensors.items()}, header)
 
+    def to_onnx(self, path: str | os.PathLike[str], *, probabilities: bool = False,
+                raw_pixels: bool = False, flat_input: bool = False) -> Any:
+        """Write the model as an ONNX file (``pip install 'nnscratch[onnx]'``); returns its path.
+
+        Input ``"input"`` (batch, *input_shape) float32 (``flat_input``: rows of C*H*W for an
+        image model; ``raw_pixels``: in the dataset's raw scale, the recorded preprocessing is
+        the graph's first node); output ``"logits"`` and, with ``probabilities``,
+        ``"probabilities"``. See :mod:`nnscratch.interop.onnx_export` and ``docs/interop.md``.
+        """
+        from .interop.onnx_export import export_onnx
+
+        return export_onnx(self, path, probabilities=probabilities, raw_pixels=raw_pixels,
+                           flat_input=flat_input)
+
     # -- display --------------------------------------------------------------------------------
     def summary(self) -> None:
         """Print a table of layers, output shapes and parameter counts (as Keras does)."""
