@@ -189,7 +189,7 @@ def _assert_same_test_predictions(ort, model, split):
     return float((ours == split.y_test).mean())
 
 
-def test_exported_digits_cnn_predicts_the_test_split_identically(digits_cnn, ort):
+def test_exported_digits_cnn_predicts_the_test_split_identically(ort, digits_cnn):
     model, split = digits_cnn
     assert _assert_same_test_predictions(ort, model, split) > 0.9
 
@@ -203,7 +203,7 @@ def test_fully_trained_digits_cnn_predicts_the_test_split_identically(ort):
 
 
 # -- the graph's interface -----------------------------------------------------------------
-def test_graph_interface(digits_cnn, onnx):
+def test_graph_interface(onnx, digits_cnn):
     model, _ = digits_cnn
     proto = to_onnx_model(model, probabilities=True, raw_pixels=True)
     assert proto.ir_version == IR_VERSION == 8
@@ -249,7 +249,7 @@ def test_bad_requests_raise_export_error(onnx):
 
 
 # -- the command line ----------------------------------------------------------------------
-def test_cli_export(digits_cnn, ort, tmp_path, capsys):
+def test_cli_export(ort, digits_cnn, tmp_path, capsys):
     model, split = digits_cnn
     model.save(tmp_path / "cnn.safetensors")
     out = tmp_path / "cnn.onnx"

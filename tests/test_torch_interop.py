@@ -156,10 +156,11 @@ def test_a_wrong_layout_is_caught(torch):
     assert np.abs(_torch_logits(torch, net.eval(), X, (5,)) - model.decision_function(X)).max() > 1e-3
 
 
-def test_trained_in_torch_predicts_the_same_here(torch, split):
+def test_trained_in_torch_predicts_the_same_here(torch):
     """A CNN trained 2 epochs in PyTorch (a hand-written nn.Sequential), then loaded here."""
-    from nnscratch.data import apply_preprocessing, digits_preprocessing
+    from nnscratch.data import apply_preprocessing, digits_preprocessing, load_digits_split
 
+    split = load_digits_split()
     nn = torch.nn
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
