@@ -11,6 +11,8 @@ import pytest
 from nnscratch import ModelFileError, Sequential, load_model
 from nnscratch.layers import Dense, ReLU
 
+from modelfiles import forge
+
 
 def _header(path):
     raw = path.read_bytes()
@@ -143,11 +145,18 @@ def test_wrong_tensor_shape_or_nan(model_file, tmp_path):
     tensors = load_file(str(model_file))
     t2 = dict(tensors, **{"layers.0.b": np.zeros(31, dtype=np.float32)})
     save_file(t2, str(tmp_path / "shape.safetensors"), metadata=meta)
-    _assert_one_line_error(tmp_path / "shape.safetensors", "shape")
+    _assert_one_line_error(tmp_path / "shape.safetensors", "checksum mismatch")
+    forge(tmp_path / "shape2.safetensors", t2, meta)   # a valid checksum: the size check refuses
+    _assert_one_line_error(tmp_path / "shape2.safetensors", "needs 2,410 values, the file holds 2,409")
+    t3 = dict(tensors, **{"layers.0.b": np.zeros(33, dtype=np.float32)})
+    forge(tmp_path / "shape3.safetensors", t3, meta)
+    _assert_one_line_error(tmp_path / "shape3.safetensors", "has shape (33,)")
     nan = tensors["layers.2.W"].copy()
     nan[0, 0] = np.nan
     save_file(dict(tensors, **{"layers.2.W": nan}), str(tmp_path / "nan.safetensors"), metadata=meta)
-    _assert_one_line_error(tmp_path / "nan.safetensors", "NaN")
+    _assert_one_line_error(tmp_path / "nan.safetensors", "checksum mismatch")
+    forge(tmp_path / "nan2.safetensors", dict(tensors, **{"layers.2.W": nan}), meta)
+    _assert_one_line_error(tmp_path / "nan2.safetensors", "NaN")
 
 
 def test_save_is_atomic_and_leaves_no_temp_files(tmp_path):

@@ -10,6 +10,7 @@ import numpy as np
 
 from .config import build_optimizer, build_schedule
 from .data import apply_preprocessing, load_dataset
+from .io import atomic_write, write_text_atomic
 from .losses import SoftmaxCrossEntropy
 from .recipe import build_augment, build_model
 
@@ -59,7 +60,7 @@ def cross_validate(cfg: dict[str, Any], folds: int, out: Path,
                "std_accuracy": float(accs.std(ddof=1)) if folds > 1 else 0.0,
                "config": cfg, "dataset": cfg["dataset"], "n_examples": int(len(y))}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "cv.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(out / "cv.json", json.dumps(summary, indent=2) + "\n")
     _plot(histories, out / "cv_curves.png")
     return summary
 
@@ -77,4 +78,5 @@ def _plot(histories: list[dict[str, list[float]]], path: Path) -> None:
         ax.grid(True, alpha=0.3)
         ax.legend()
     fig.suptitle("Cross-validation: each fold's validation curves")
-    fig.savefig(path, dpi=110)
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=110)

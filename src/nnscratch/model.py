@@ -106,6 +106,8 @@ class Sequential:
         self.preprocessing: dict[str, Any] = {}
         #: free-form facts saved with the model (dataset, split, config, ...)
         self.metadata: dict[str, Any] = {}
+        #: a name for each output (saved in the model file; default "0", "1", ...)
+        self.class_names: list[str] | None = None
         #: (info, optimizer arrays) when loaded from a checkpoint that holds a training state
         self.training_state: tuple[dict[str, Any] | None, dict[str, np.ndarray]] = (None, {})
 
@@ -362,12 +364,21 @@ class Sequential:
 
         ``training_state`` (info, arrays), written by checkpoints, adds what resuming needs.
         """
+        from . import __version__
+
         tensors = {name: p for name, p, _ in self.named_parameters()}
         tensors.update({f"layers.{i}.state.{k}": v for i, layer in enumerate(self.layers)
                         for k, v in layer.state.items()})
-        header = {"architecture": [layer_spec(layer) for layer in self.layers],
+        meta = self.metadata if isinstance(self.metadata, dict) else {}
+        split = meta.get("split") if isinstance(meta.get("split"), dict) else None
+        header = {"nnscratch_version": __version__,
+                  "architecture": [layer_spec(layer) for layer in self.layers],
                   "dtype": self.dtype.name, "seed": self.seed, "input_shape": list(self.input_shape),
-                  "preprocessing": self.preprocessing, "metadata": self.metadata}
+                  "preprocessing": self.preprocessing,
+                  "class_names": [str(c) for c in (self.class_names
+                                                   or range(self.n_outputs))],
+                  "dataset": (split or {}).get("dataset"), "split": split,
+                  "config": meta.get("config"), "metadata": self.metadata}
         if training_state is not None:
             info, arrays = training_state
             header["training_state"] = info
@@ -415,6 +426,13 @@ def load_model(path: str | os.PathLike[str], device: str | Backend = "cpu") -> S
     """
     backend = get_backend(device)   # a bad device fails before the file is read
     tensors, header = read_model_file(path)
+    # the architecture's size, worked out from its specs before any layer allocates it: a
+    # header may claim a layer far larger than the file's tensors (which were checked to fit)
+    stored = sum(int(t.size) for k, t in tensors.items() if not k.startswith("optimizer."))
+    needed = sum(_spec_elements(spec) for spec in header["architecture"])
+    if needed > stored:
+        raise ModelFileError(f"{path}: tensors do not match the architecture (it needs "
+                             f"{needed:,} values, the file holds {stored:,})")
     try:
         layers = [build_layer(spec) for spec in header["architecture"]]
         model = Sequential(layers, input_shape=header.get("input_shape"), seed=header.get("seed"),
@@ -424,21 +442,59 @@ def load_model(path: str | os.PathLike[str], device: str | Backend = "cpu") -> S
     expected = {name: p for name, p, _ in model.named_parameters()}
     expected.update({f"layers.{i}.state.{k}": v for i, layer in enumerate(model.layers)
                      for k, v in layer.state.items()})
-    model.training_state = (header.get("training_state"),
-                            {k[len("optimizer."):]: v for k, v in tensors.items()
-                             if k.startswith("optimizer.")})
+    optimizer = {k[len("optimizer."):]: v for k, v in tensors.items() if k.startswith("optimizer.")}
     tensors = {k: v for k, v in tensors.items() if not k.startswith("optimizer.")}
     if set(expected) != set(tensors):
-        missing = sorted(set(expected) - set(tensors)) or sorted(set(tensors) - set(expected))
-        raise ModelFileError(f"{path}: tensors do not match the architecture (e.g. {missing[0]})")
+        missing = sorted(set(expected) - set(tensors))
+        extra = sorted(set(tensors) - set(expected))
+        what = f"missing tensor {missing[0]}" if missing else f"unexpected tensor {extra[0]}"
+        raise ModelFileError(f"{path}: tensors do not match the architecture ({what})")
+    for name, t in [*tensors.items(), *((f"optimizer.{k}", v) for k, v in optimizer.items())]:
+        if t.dtype != model.dtype:   # no silent casting: the file says what it holds
+            raise ModelFileError(f"{path}: tensor {name} is stored as {t.dtype}, the model "
+                                 f"computes in {model.dtype}")
+        if not np.isfinite(t).all():
+            raise ModelFileError(f"{path}: tensor {name} contains NaN or infinite values")
     for name, p in expected.items():
         t = tensors[name]
         if t.shape != p.shape:
             raise ModelFileError(
                 f"{path}: tensor {name} has shape {t.shape}, the architecture needs {p.shape}")
-        if not np.isfinite(t).all():
-            raise ModelFileError(f"{path}: tensor {name} contains NaN or infinite values")
         p[...] = backend.asarray(t)
+    model.training_state = (header.get("training_state"), optimizer)
     model.preprocessing = dict(header.get("preprocessing") or {})
     model.metadata = dict(header.get("metadata") or {})
+    names = header.get("class_names")
+    if names is not None:
+        if not (isinstance(names, list) and len(names) == model.n_outputs
+                and all(isinstance(c, str) for c in names)):
+            raise ModelFileError(f"{path}: corrupt model header (class_names is not a list of "
+                                 f"{model.n_outputs} names)")
+        model.class_names = list(names)
     return model
+
+
+def _spec_elements(spec: Any) -> int:
+    """The number of parameter and state values a layer spec asks for, without building it
+    (0 for specs :func:`build_layer` will refuse anyway)."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("config"), dict):
+        return 0
+    cfg = spec["config"]
+
+    def num(key: str) -> int:
+        v = cfg.get(key)
+        return v if type(v) is int and v > 0 else 0
+
+    kind = spec.get("type")
+    if kind == "Dense":
+        return num("n_in") * num("n_out") + num("n_out")
+    if kind == "Conv2D":
+        k = cfg.get("kernel_size")
+        ks = [k, k] if type(k) is int else k if isinstance(k, list) else []
+        area = 1
+        for d in ks[:2]:
+            area *= d if type(d) is int and d > 0 else 0
+        return num("out_channels") * num("in_channels") * area + num("out_channels")
+    if kind == "BatchNorm":
+        return 4 * num("num_features")
+    return 0

@@ -16,10 +16,12 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from . import metrics
+from .io import atomic_write, write_text_atomic
 
 
 def _save(fig: Figure, path: Path) -> None:
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    with atomic_write(path, "wb") as f:   # a killed run never leaves half a picture
+        fig.savefig(f, format=Path(path).suffix.lstrip(".") or "png", dpi=110, bbox_inches="tight")
 
 
 def plot_training_loss(history: Mapping[str, Sequence[float]], path: Path) -> None:
@@ -165,7 +167,7 @@ def plot_sample_predictions(X: np.ndarray, y_true: np.ndarray, proba: np.ndarray
 
 def write_history_csv(history: Mapping[str, Sequence[float]], path: Path) -> None:
     keys = list(history)
-    with open(path, "w", newline="") as f:
+    with atomic_write(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["epoch", *keys])
         for e in range(len(history[keys[0]])):
@@ -195,12 +197,13 @@ def write_report(out: Path, *, history: Mapping[str, Sequence[float]], n_classes
         **extra,
         "per_class": metrics.per_class(y_test, pred_test, n_classes),
     }
-    (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_text_atomic(out / "metrics.json", json.dumps(result, indent=2) + "\n")
     write_history_csv(history, out / "history.csv")
-    (out / "classification_report.txt").write_text(
-        metrics.classification_report(y_test, pred_test, n_classes))
-    np.savetxt(out / "confusion_matrix.csv", cm, fmt="%d", delimiter=",",
-               header=",".join(f"pred_{c}" for c in range(n_classes)), comments="")
+    write_text_atomic(out / "classification_report.txt",
+                      metrics.classification_report(y_test, pred_test, n_classes))
+    with atomic_write(out / "confusion_matrix.csv", "w") as f:
+        np.savetxt(f, cm, fmt="%d", delimiter=",",
+                   header=",".join(f"pred_{c}" for c in range(n_classes)), comments="")
     plot_training_loss(history, out / "training_loss.png")
     plot_curves(history, out / "training_curves.png")
     if "lr" in history:
