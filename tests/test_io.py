@@ -7,11 +7,10 @@ import struct
 
 import numpy as np
 import pytest
+from modelfiles import forge
 
 from nnscratch import ModelFileError, Sequential, load_model
 from nnscratch.layers import Dense, ReLU
-
-from modelfiles import forge
 
 
 def _header(path):

@@ -1,4 +1,5 @@
-"""Things the fit loop calls at the end of each epoch: the progress bar for now."""
+"""Things the fit loop calls at the end of each epoch: progress bar, early stopping,
+checkpoints; and :func:`training_state`, what a checkpoint holds to resume exactly."""
 
 from __future__ import annotations
 
@@ -27,6 +28,41 @@ class Callback:
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> bool | None: ...
 
     def on_train_end(self) -> None: ...
+
+    def on_interrupt(self) -> None:
+        """Training stopped on a signal (instead of :meth:`on_train_end`); the run will resume."""
+
+    def state_dict(self) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+        """(scalars, arrays) a checkpoint keeps so that a resumed run continues exactly; None
+        for callbacks without state."""
+        return None
+
+    def load_state_dict(self, scalars: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        """Restore :meth:`state_dict` before ``fit`` resumes (``on_train_begin`` keeps it)."""
+
+
+def training_state(run: dict[str, Any], epoch: int, extra: dict[str, Any] | None = None
+                   ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Everything resuming after ``epoch`` needs, from the fit loop's ``run``: (info, arrays)
+    for :meth:`nnscratch.model.Sequential.save`; read back by
+    :func:`nnscratch.training.restore_training_state`."""
+    scalars, arrays = run["optimizer"].state_dict()
+    arrays = dict(arrays)
+    states: dict[str, Any] = {}
+    for i, cb in enumerate(run.get("callbacks", [])):
+        state = cb.state_dict()
+        if state is None:
+            continue
+        key = f"{i}.{type(cb).__name__}"
+        states[key] = state[0]
+        arrays.update({f"callbacks.{key}.{k}": backend_of(v).to_numpy(v)
+                       for k, v in state[1].items()})
+    schedule = run["schedule"]
+    info = {"epoch": epoch, "optimizer": scalars,
+            "schedule": None if schedule is None else schedule.state_dict(),
+            "rng": run["rng"].bit_generator.state, "history": run["history"].history,
+            "callbacks": states, **(extra or {})}
+    return info, arrays
 
 
 class ProgressBar(Callback):
@@ -61,6 +97,9 @@ class ProgressBar(Callback):
             self._bar.close()
             self._bar = None
 
+    def on_interrupt(self) -> None:
+        self.on_train_end()
+
 
 def _monitored(logs: dict[str, float], monitor: str) -> float:
     if monitor not in logs:
@@ -80,7 +119,8 @@ def _restore(model: Any, snapshot: list[np.ndarray]) -> None:
     arrays = [p for p, _ in model.parameters()]
     arrays += [v for layer in getattr(model, "layers", []) for v in layer.state.values()]
     for a, saved in zip(arrays, snapshot, strict=True):
-        backend_of(a).xp.copyto(a, saved)
+        backend = backend_of(a)
+        backend.xp.copyto(a, backend.asarray(saved))
 
 
 def _better(value: float, best: float, monitor: str, min_delta: float) -> bool:
@@ -107,8 +147,31 @@ class EarlyStopping(Callback):
         self.restore_best = bool(restore_best)
 
     def on_train_begin(self, epochs: int) -> None:
+        if getattr(self, "_restored", False):   # resumed from a checkpoint: keep its state
+            self._restored = False
+            return
         self.best = -np.inf if "acc" in self.monitor else np.inf
         self.best_epoch, self.wait, self.stopped_epoch, self._best = 0, 0, 0, None
+
+    def state_dict(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        arrays = {str(j): a for j, a in enumerate(self._best or [])}
+        return ({"best": float(self.best), "best_epoch": self.best_epoch, "wait": self.wait,
+                 "stopped_epoch": self.stopped_epoch, "n_best": len(arrays),
+                 "has_best": self._best is not None}, arrays)
+
+    def load_state_dict(self, scalars: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        best = scalars["best"]
+        if isinstance(best, bool) or not isinstance(best, (int, float)):
+            raise TypeError(f"EarlyStopping best {best!r}")
+        ints = [scalars[k] for k in ("best_epoch", "wait", "stopped_epoch", "n_best")]
+        if not all(type(v) is int and v >= 0 for v in ints):
+            raise ValueError(f"EarlyStopping counters {ints!r}")
+        if scalars["has_best"] and sorted(arrays) != sorted(str(j) for j in range(ints[3])):
+            raise ValueError("EarlyStopping best weights are incomplete")
+        self.best, (self.best_epoch, self.wait, self.stopped_epoch, _) = float(best), ints
+        self._best = ([np.array(arrays[str(j)]) for j in range(ints[3])]
+                      if scalars["has_best"] else None)
+        self._restored = True
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> bool:
         value = _monitored(logs, self.monitor)
@@ -150,7 +213,19 @@ class ModelCheckpoint(Callback):
         self.saved: list[str] = []
 
     def on_train_begin(self, epochs: int) -> None:
+        if getattr(self, "_restored", False):
+            self._restored = False
+            return
         self.best = -np.inf if "acc" in self.monitor else np.inf
+
+    def state_dict(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return {"best": float(self.best)}, {}
+
+    def load_state_dict(self, scalars: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        best = scalars["best"]
+        if isinstance(best, bool) or not isinstance(best, (int, float)):
+            raise TypeError(f"ModelCheckpoint best {best!r}")
+        self.best, self._restored = float(best), True
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         if self.best_only:
@@ -168,11 +243,4 @@ class ModelCheckpoint(Callback):
         self.saved.append(path)
 
     def _training_state(self, epoch: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        run = self.run
-        scalars, arrays = run["optimizer"].state_dict()
-        schedule = run["schedule"]
-        info = {"epoch": epoch, "optimizer": scalars,
-                "schedule": None if schedule is None else schedule.state_dict(),
-                "rng": run["rng"].bit_generator.state, "history": run["history"].history,
-                **self.extra}
-        return info, arrays
+        return training_state(self.run, epoch, self.extra)

@@ -1,13 +1,18 @@
 """``nnscratch`` command line: train, evaluate, predict, cv, gradcheck, export.
 
 Every failure the user can cause (bad flag, bad file, bad data) ends with one line on stderr and a
-non-zero exit status, never a traceback.
+non-zero exit status, never a traceback (``NNSCRATCH_DEBUG=1`` adds one, for bug reports).
+
+Ctrl-C (SIGINT) or SIGTERM during ``train`` or ``cv`` stops after the current batch, writes a
+checkpoint, prints one line and exits 130 or 143 (:mod:`nnscratch.interrupts`); a second one
+exits at once. ``NNSCRATCH_PROGRESS=1`` prints ``epoch N done`` on stderr after each epoch.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from datetime import datetime
@@ -16,9 +21,9 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from . import __version__
+from . import __version__, interrupts
 from .backend import get_backend
-from .callbacks import EarlyStopping, ModelCheckpoint
+from .callbacks import Callback, EarlyStopping, ModelCheckpoint, training_state
 from .config import (
     ACTIVATIONS,
     OPTIMIZER_CHOICES,
@@ -230,43 +235,73 @@ def _resume(args: argparse.Namespace) -> int:
     if args.accelerate is not None:
         cfg["accelerate"] = model.accelerate = args.accelerate
     optimizer, schedule = build_optimizer(cfg), build_schedule(cfg)
+    callbacks = _callbacks(run, cfg)
     try:
-        epoch, history = restore_training_state(model, optimizer, schedule)
+        epoch, history = restore_training_state(model, optimizer, schedule, callbacks)
     except ValueError as exc:
         raise InputError(f"{ckpts[-1]}: {exc}") from None
     if not args.quiet:
         print(f"resuming {run} at epoch {epoch} of {cfg['epochs']}")
     split = load_dataset(cfg["dataset"])
     return _train_and_report(run, cfg, model, optimizer, schedule, split, quiet=args.quiet,
-                             initial_epoch=epoch, history=history)
+                             initial_epoch=epoch, history=history, callbacks=callbacks)
 
 
-def _train_and_report(out: Path, cfg: dict[str, Any], model: Sequential, optimizer: Any,
-                      schedule: Any, split: Any, quiet: bool, initial_epoch: int = 0,
-                      history: History | None = None) -> int:
-    X_train = apply_preprocessing(split.X_train, model.preprocessing, model.dtype)
-    X_test = apply_preprocessing(split.X_test, model.preprocessing, model.dtype)
+class _EpochTrace(Callback):
+    """``epoch N done`` on stderr after each epoch (``NNSCRATCH_PROGRESS=1``; for scripts and
+    the interrupt tests)."""
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        print(f"epoch {epoch} done", file=sys.stderr, flush=True)
+
+
+def _callbacks(out: Path, cfg: dict[str, Any]) -> list[Any]:
+    """The run's callbacks, in an order a resumed run rebuilds exactly (their state is matched
+    by position in the checkpoint)."""
     callbacks: list[Any] = []
     if cfg["early_stopping"]:
         callbacks.append(EarlyStopping("val_loss", patience=cfg["early_stopping"]))
     if cfg["checkpoint_every"]:
-        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
         callbacks.append(ModelCheckpoint(str(out / "checkpoints" / "epoch{epoch:04d}.safetensors"),
                                          every=cfg["checkpoint_every"], training_state=True))
+    if os.environ.get("NNSCRATCH_PROGRESS"):
+        callbacks.append(_EpochTrace())
+    return callbacks
+
+
+def _save_interrupted(out: Path, model: Sequential, stop: interrupts.TrainingInterrupted,
+                      name: str = "epoch{epoch:04d}.safetensors") -> Path:
+    """The checkpoint of an interrupted run: the state at the end of its last whole epoch."""
+    done = stop.epoch - 1
+    path = out / "checkpoints" / name.format(epoch=done)
+    model.save(path, training_state=training_state(stop.run, done))
+    return path
+
+
+def _train_and_report(out: Path, cfg: dict[str, Any], model: Sequential, optimizer: Any,
+                      schedule: Any, split: Any, quiet: bool, initial_epoch: int = 0,
+                      history: History | None = None, callbacks: list[Any] | None = None) -> int:
+    X_train = apply_preprocessing(split.X_train, model.preprocessing, model.dtype)
+    X_test = apply_preprocessing(split.X_test, model.preprocessing, model.dtype)
+    if callbacks is None:
+        callbacks = _callbacks(out, cfg)
+    if cfg["checkpoint_every"]:
+        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    try:
-        history = model.fit(X_train, split.y_train, epochs=cfg["epochs"],
-                            batch_size=cfg["batch_size"], optimizer=optimizer,
-                            loss=SoftmaxCrossEntropy(), schedule=schedule,
-                            validation_split=float(cfg["validation_split"]), callbacks=callbacks,
-                            verbose=not quiet, initial_epoch=initial_epoch, history=history,
-                            augment=build_augment(cfg, model, split.info))
-    except KeyboardInterrupt:  # keep what was learned so far
-        out.mkdir(parents=True, exist_ok=True)
-        model.save(out / "model.interrupted.safetensors")
-        print(f"nnscratch train: interrupted; the partly trained model is in "
-              f"{out / 'model.interrupted.safetensors'}", file=sys.stderr)
-        return 130
+    with interrupts.handle_signals():
+        try:
+            history = model.fit(X_train, split.y_train, epochs=cfg["epochs"],
+                                batch_size=cfg["batch_size"], optimizer=optimizer,
+                                loss=SoftmaxCrossEntropy(), schedule=schedule,
+                                validation_split=float(cfg["validation_split"]),
+                                callbacks=callbacks, verbose=not quiet,
+                                initial_epoch=initial_epoch, history=history,
+                                augment=build_augment(cfg, model, split.info))
+        except interrupts.TrainingInterrupted as stop:   # Ctrl-C or SIGTERM: keep the run
+            _save_interrupted(out, model, stop)
+            print(f"interrupted at epoch {stop.epoch}; resume with: nnscratch train --resume "
+                  f"{out}", file=sys.stderr, flush=True)
+            return interrupts.exit_status(stop.signum)
     seconds = time.perf_counter() - start
     out.mkdir(parents=True, exist_ok=True)  # only now: a failed run leaves no empty folder
     model.save(out / "model.safetensors")  # first, so a failing plot never loses the model
@@ -396,7 +431,18 @@ def cmd_cv(args: argparse.Namespace) -> int:
     get_backend(args.device)
     cfg = _settings(args)
     out = args.out or Path("runs") / datetime.now().strftime("cv-%Y%m%d-%H%M%S")
-    summary = cross_validate(cfg, args.folds, out, verbose=not args.quiet, device=args.device)
+    callbacks = [_EpochTrace()] if os.environ.get("NNSCRATCH_PROGRESS") else []
+    with interrupts.handle_signals():
+        try:
+            summary = cross_validate(cfg, args.folds, out, verbose=not args.quiet,
+                                     device=args.device, callbacks=callbacks)
+        except interrupts.TrainingInterrupted as stop:
+            fold = stop.run["fold"]
+            path = _save_interrupted(out, stop.run["model"], stop,
+                                     f"fold{fold}-epoch{{epoch:04d}}.safetensors")
+            print(f"interrupted at epoch {stop.epoch} of fold {fold}; its checkpoint is {path} "
+                  "(cv does not resume: run it again)", file=sys.stderr, flush=True)
+            return interrupts.exit_status(stop.signum)
     for r in summary["folds"]:
         print(f"fold {r['fold']}: validation accuracy {r['val_accuracy']:.4f} "
               f"({r['n_val']} examples)")
@@ -461,25 +507,36 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    debug = bool(os.environ.get("NNSCRATCH_DEBUG"))
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("nnscratch: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except (NNScratchError, ValueError, OSError) as exc:
+        if debug:   # NNSCRATCH_DEBUG=1: the traceback, for bug reports
+            import traceback
+
+            traceback.print_exc()
         msg = " ".join(str(exc).split()) or type(exc).__name__
         print(f"nnscratch {args.command}: error: {msg}", file=sys.stderr)
         return EXIT_ERROR
     except MemoryError:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
         print(f"nnscratch {args.command}: error: not enough memory (a smaller model or batch?)",
               file=sys.stderr)
         return EXIT_ERROR
     except Exception as exc:  # a bug of ours: still one line, never a traceback for the user
+        if debug:
+            import traceback
+
+            traceback.print_exc()
         msg = " ".join(str(exc).split())
         print(f"nnscratch {args.command}: internal error: {type(exc).__name__}: {msg} "
               "(please report it)", file=sys.stderr)

@@ -30,15 +30,19 @@ def load_whole(name: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
 
 
 def cross_validate(cfg: dict[str, Any], folds: int, out: Path,
-                   verbose: bool = False, device: str = "cpu") -> dict[str, Any]:
+                   verbose: bool = False, device: str = "cpu",
+                   callbacks: list[Any] | None = None) -> dict[str, Any]:
     """Train ``cfg`` on each of ``folds`` stratified folds of the whole dataset ``cfg["dataset"]``.
 
     Each fold trains on the other folds and records the held-out fold's loss and accuracy every
     epoch. Writes ``cv.json`` (per fold and mean +- std accuracy) and ``cv_curves.png`` into
     ``out``; returns what ``cv.json`` holds. ``device``: where the models train (see
-    :class:`~nnscratch.model.Sequential`).
+    :class:`~nnscratch.model.Sequential`). A signal handled by :mod:`nnscratch.interrupts`
+    raises its ``TrainingInterrupted`` with the fold's number and model in ``run``.
     """
     from sklearn.model_selection import StratifiedKFold
+
+    from .interrupts import TrainingInterrupted
 
     X_raw, y, info = load_whole(cfg["dataset"])
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=cfg["seed"])
@@ -47,10 +51,15 @@ def cross_validate(cfg: dict[str, Any], folds: int, out: Path,
         model = build_model(cfg, info, device=device)
         if X is None:
             X = apply_preprocessing(X_raw, model.preprocessing, model.dtype)
-        h = model.fit(X[train], y[train], epochs=cfg["epochs"], batch_size=cfg["batch_size"],
-                      optimizer=build_optimizer(cfg), loss=SoftmaxCrossEntropy(),
-                      schedule=build_schedule(cfg), validation_data=(X[val], y[val]),
-                      verbose=verbose, augment=build_augment(cfg, model, info))
+        try:
+            h = model.fit(X[train], y[train], epochs=cfg["epochs"], batch_size=cfg["batch_size"],
+                          optimizer=build_optimizer(cfg), loss=SoftmaxCrossEntropy(),
+                          schedule=build_schedule(cfg), validation_data=(X[val], y[val]),
+                          verbose=verbose, augment=build_augment(cfg, model, info),
+                          callbacks=list(callbacks or []))
+        except TrainingInterrupted as stop:
+            stop.run.update(fold=k + 1, model=model)
+            raise
         results.append({"fold": k + 1, "n_train": int(len(train)), "n_val": int(len(val)),
                         "val_accuracy": model.score(X[val], y[val]),
                         "val_loss": h["val_loss"][-1]})

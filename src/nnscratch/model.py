@@ -382,7 +382,8 @@ class Sequential:
         if training_state is not None:
             info, arrays = training_state
             header["training_state"] = info
-            tensors.update({f"optimizer.{k}": v for k, v in arrays.items()})
+            tensors.update({k if k.startswith("callbacks.") else f"optimizer.{k}": v
+                            for k, v in arrays.items()})
         to_numpy = self.backend.to_numpy
         write_model_file(path, {k: to_numpy(v) for k, v in tensors.items()}, header)
 
@@ -428,7 +429,8 @@ def load_model(path: str | os.PathLike[str], device: str | Backend = "cpu") -> S
     tensors, header = read_model_file(path)
     # the architecture's size, worked out from its specs before any layer allocates it: a
     # header may claim a layer far larger than the file's tensors (which were checked to fit)
-    stored = sum(int(t.size) for k, t in tensors.items() if not k.startswith("optimizer."))
+    stored = sum(int(t.size) for k, t in tensors.items()
+                 if not k.startswith(("optimizer.", "callbacks.")))
     needed = sum(_spec_elements(spec) for spec in header["architecture"])
     if needed > stored:
         raise ModelFileError(f"{path}: tensors do not match the architecture (it needs "
@@ -442,14 +444,16 @@ def load_model(path: str | os.PathLike[str], device: str | Backend = "cpu") -> S
     expected = {name: p for name, p, _ in model.named_parameters()}
     expected.update({f"layers.{i}.state.{k}": v for i, layer in enumerate(model.layers)
                      for k, v in layer.state.items()})
-    optimizer = {k[len("optimizer."):]: v for k, v in tensors.items() if k.startswith("optimizer.")}
-    tensors = {k: v for k, v in tensors.items() if not k.startswith("optimizer.")}
+    # the training state of a checkpoint: optimizer arrays (by their own names) and callbacks'
+    optimizer = {k[len("optimizer."):] if k.startswith("optimizer.") else k: v
+                 for k, v in tensors.items() if k.startswith(("optimizer.", "callbacks."))}
+    tensors = {k: v for k, v in tensors.items() if not k.startswith(("optimizer.", "callbacks."))}
     if set(expected) != set(tensors):
         missing = sorted(set(expected) - set(tensors))
         extra = sorted(set(tensors) - set(expected))
         what = f"missing tensor {missing[0]}" if missing else f"unexpected tensor {extra[0]}"
         raise ModelFileError(f"{path}: tensors do not match the architecture ({what})")
-    for name, t in [*tensors.items(), *((f"optimizer.{k}", v) for k, v in optimizer.items())]:
+    for name, t in [*tensors.items(), *optimizer.items()]:
         if t.dtype != model.dtype:   # no silent casting: the file says what it holds
             raise ModelFileError(f"{path}: tensor {name} is stored as {t.dtype}, the model "
                                  f"computes in {model.dtype}")

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from . import interrupts
 from .callbacks import Callback
 from .errors import TrainingDiverged
 from .losses import one_hot
@@ -52,6 +53,8 @@ class History:
     def __init__(self) -> None:
         self.history: dict[str, list[float]] = {}
         self.epoch: list[int] = []
+        #: True when restored from a checkpoint (the schedule then is not started again)
+        self.resumed = False
 
     def append(self, epoch: int, logs: dict[str, float]) -> None:
         self.epoch.append(epoch)
@@ -85,29 +88,67 @@ def evaluate_logits(loss: Any, logits: np.ndarray, labels: np.ndarray) -> tuple[
     return float(loss.per_example(logits, labels).sum()) / n, accuracy
 
 
-def restore_training_state(model: Any, optimizer: Any, schedule: Any) -> tuple[int, History]:
+def restore_training_state(model: Any, optimizer: Any, schedule: Any,
+                           callbacks: Sequence[Callback] = ()) -> tuple[int, History]:
     """Put a model loaded from a checkpoint written by ``ModelCheckpoint(training_state=True)``
     back where training stopped; returns ``(initial_epoch, history)`` for ``fit``.
 
-    ``optimizer`` and ``schedule`` must be built as in the original run; they get their state
-    back, and the model's generator its position (shuffling and dropout continue exactly).
+    ``optimizer``, ``schedule`` and ``callbacks`` must be built as in the original run (the
+    same callbacks in the same order); they get their state back (EarlyStopping's counters and
+    best weights, ...), and the model's generator its position (shuffling, dropout and
+    augmentation continue exactly).
     Raises ``ValueError`` if the checkpoint holds no (or a corrupt) training state.
     """
     info, arrays = getattr(model, "training_state", (None, {}))
     if info is None:
         raise ValueError("not a resumable checkpoint (no training state)")
     try:
+        if not isinstance(info, dict):
+            raise TypeError("not a mapping")
+        epoch = info["epoch"]
+        if type(epoch) is not int or epoch < 0:
+            raise ValueError(f"epoch {epoch!r}")
         optimizer.bind(model.parameters())
-        optimizer.load_state_dict(info["optimizer"], arrays)
+        optimizer.load_state_dict(info["optimizer"],
+                                  {k: v for k, v in arrays.items() if not k.startswith("callbacks.")})
         if schedule is not None:
             schedule.load_state_dict(info["schedule"])
         model.rng.bit_generator.state = info["rng"]
+        saved = info.get("callbacks") or {}
+        if not isinstance(saved, dict):
+            raise TypeError("callbacks is not a mapping")
+        for i, cb in enumerate(callbacks):
+            key = f"{i}.{type(cb).__name__}"
+            if key in saved:
+                prefix = f"callbacks.{key}."
+                cb.load_state_dict(saved[key], {k[len(prefix):]: v for k, v in arrays.items()
+                                                if k.startswith(prefix)})
         history = History()
-        history.history = {k: list(v) for k, v in info["history"].items()}
-        history.epoch = list(range(1, int(info["epoch"]) + 1))
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise ValueError(f"corrupt training state ({exc})") from None
-    return int(info["epoch"]), history
+        history.history = {str(k): [float(x) for x in v] for k, v in info["history"].items()}
+        if any(len(v) != epoch for v in history.history.values()):
+            raise ValueError("history does not cover the epochs done")
+        history.epoch = list(range(1, epoch + 1))
+        history.resumed = True
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as exc:
+        raise ValueError(f"corrupt training state ({type(exc).__name__}: {exc})"[:300]) from None
+    return epoch, history
+
+
+def _run_snapshot(model: Any, optimizer: Any, rng: np.random.Generator) -> Any:
+    """What an interrupted epoch changes: parameters, layer state, optimizer, generator."""
+    arrays = [p for p, _ in model.parameters()]
+    arrays += [v for layer in getattr(model, "layers", []) for v in layer.state.values()]
+    scalars, opt = optimizer.state_dict()
+    return ([(a, a.copy()) for a in arrays], dict(scalars),
+            {k: v.copy() for k, v in opt.items()}, rng.bit_generator.state)
+
+
+def _restore_run(snapshot: Any, optimizer: Any, rng: np.random.Generator) -> None:
+    arrays, scalars, opt, state = snapshot
+    for a, saved in arrays:
+        a[...] = saved
+    optimizer.load_state_dict(scalars, opt)
+    rng.bit_generator.state = state
 
 
 def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epochs: int,
@@ -129,10 +170,14 @@ def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epoch
     if hasattr(model, "training_plan"):   # acceleration (None when the model says it is off)
         plan = model.training_plan(loss, optimizer, X, y, one_hot(y, n_classes, X.dtype),
                                    batch_size, augment)
+    resumed = history is not None and getattr(history, "resumed", False)
     history = History() if history is None else history
-    if schedule is not None and initial_epoch == 0:
+    if schedule is not None and initial_epoch == 0 and not resumed:
         optimizer.lr = schedule.start(optimizer.lr)
-    run = {"optimizer": optimizer, "schedule": schedule, "rng": rng, "history": history}
+    run = {"optimizer": optimizer, "schedule": schedule, "rng": rng, "history": history,
+           "callbacks": list(callbacks)}
+    stop, armed = interrupts.STOP, interrupts.ARMED[0]
+    interrupted = False
     for cb in callbacks:
         cb.set_model(model)
         cb.set_run(run)
@@ -141,6 +186,9 @@ def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epoch
     try:
         with np.errstate(over="ignore", invalid="ignore"):
             for epoch in range(initial_epoch, epochs):
+                # (with signal handlers on, the start of each epoch is kept: an interrupted
+                # epoch is undone, so that the checkpoint resumes exactly)
+                snapshot = _run_snapshot(model, optimizer, rng) if armed else None
                 # the order of this epoch's examples, drawn on the host as on every device
                 order = xp.asarray(rng.permutation(n)) if shuffle else None
                 if plan is not None:
@@ -148,6 +196,10 @@ def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epoch
                 else:
                     epoch_loss, epoch_acc = _plain_epoch(model, X, y, order, batch_size,
                                                          optimizer, loss, augment, rng)
+                if stop[0] and snapshot is not None:   # a signal: stopped after a batch
+                    _restore_run(snapshot, optimizer, rng)
+                    interrupted = True
+                    raise interrupts.TrainingInterrupted(epoch + 1, stop[0], run)
                 if not np.isfinite(epoch_loss):
                     raise TrainingDiverged(
                         f"training loss became {epoch_loss} at epoch {epoch + 1}; "
@@ -164,7 +216,10 @@ def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epoch
                     break
     finally:
         for cb in callbacks:
-            cb.on_train_end()
+            if interrupted:   # (no end-of-training actions, e.g. restoring the best weights)
+                cb.on_interrupt()
+            else:
+                cb.on_train_end()
     return history
 
 
@@ -185,4 +240,6 @@ def _plain_epoch(model: Trainable, X: np.ndarray, y: np.ndarray, order: Any, bat
         hits += int((z.argmax(axis=1) == yb).sum())
         model.backward(loss.backward(), input_grad=False)   # no gradient for the data itself
         optimizer.step()
+        if interrupts.STOP[0]:                 # Ctrl-C / SIGTERM: stop after this batch
+            break
     return total_loss / n, hits / n

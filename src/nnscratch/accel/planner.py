@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import backend_of
+from ..interrupts import STOP
 from ..layers import Dense, Layer, LeakyReLU, MaxPool2D, ReLU, Sigmoid, Tanh
 from ..losses import SoftmaxCrossEntropy
 from . import convblock
@@ -204,6 +205,8 @@ class StepEpochs:
             copyto(zb, z)             # kept for the epoch's loss and accuracy
             backward(gradient(z, yb))  # dL/dZ, then back through the stages
             step()                    # parameters -= lr * gradients (or Adam, ...)
+            if STOP[0]:               # Ctrl-C / SIGTERM: stop after this batch (the fit loop
+                break                 # undoes the epoch; see nnscratch.interrupts)
         return evaluate_logits(self.loss, self.Z, self.ys)
 
 
@@ -221,7 +224,9 @@ class FusedEpochs:
     (:class:`.dense.SoftmaxEpochs`). Its steps use the softmax without the max shift; if an
     epoch's logits show that was inaccurate somewhere, the parameters and the optimizer are put
     back as they were at the start of the epoch and the epoch runs again with the shift, as
-    every later epoch will."""
+    every later epoch will. A signal (:mod:`nnscratch.interrupts`) is seen at the end of the
+    epoch, not after a batch: the fused epoch has no batch boundary to stop at (it takes a few
+    milliseconds)."""
 
     def __init__(self, model: Any, fused: SoftmaxEpochs, optimizer: Any, y: Any) -> None:
         self.model, self.fused, self.optimizer = model, fused, optimizer

@@ -84,13 +84,23 @@ class Optimizer:
 
     def load_state_dict(self, scalars: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         """Restore a :meth:`state_dict` after :meth:`bind` to the same model's parameters."""
-        self.lr = float(scalars["lr"])
-        self.state = [{} for _ in self.pairs]     # exactly the saved state, nothing made since
-        if hasattr(self, "t"):
-            self.t = int(scalars["t"])
+        lr = check_positive_float(scalars["lr"], f"{type(self).__name__} lr")
+        t = scalars.get("t", 0)
+        if type(t) is not int or t < 0:
+            raise ValueError(f"optimizer step count must be an integer >= 0, got {t!r}")
+        state: list[dict[str, Any]] = [{} for _ in self.pairs]   # exactly the saved state
         for name, value in arrays.items():
-            i, key = name.split(".", 1)
-            self.state[int(i)][key] = self.xp.array(value, dtype=self.pairs[int(i)][0].dtype)
+            i, _, key = name.partition(".")
+            if not (i.isdigit() and int(i) < len(self.pairs) and key):
+                raise ValueError(f"optimizer state {name!r} names no parameter of this model")
+            p = self.pairs[int(i)][0]
+            if tuple(value.shape) != tuple(p.shape):
+                raise ValueError(f"optimizer state {name!r} has shape {tuple(value.shape)}, its "
+                                 f"parameter {tuple(p.shape)}")
+            state[int(i)][key] = self.xp.array(value, dtype=p.dtype)
+        self.lr, self.state = lr, state
+        if hasattr(self, "t"):
+            self.t = t
 
     def get_config(self) -> dict[str, Any]:
         return {"lr": self.lr}
