@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -96,16 +98,47 @@ def _mnist5k() -> tuple[np.ndarray, np.ndarray]:
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-def _read_bytes(path: Path) -> bytes:
+#: the most bytes a dataset file may hold (or decompress to); EMNIST's largest file is 550 MB.
+#: Checked before reading, and while decompressing, so a lying header or a gzip bomb is refused
+#: without allocating what it claims.
+MAX_DATASET_BYTES = 1 << 30
+#: deflate expands at most ~1032:1; a .gz file declaring more than this per byte is refused
+GZIP_MAX_RATIO = 1100
+
+
+def _open(path: Path) -> Any:
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                return f.read()
-        return path.read_bytes()
+        return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise InputError(f"{path}: could not be read ({type(exc).__name__}: {exc})") from None
+    except OSError as exc:
+        raise InputError(f"{path}: could not be read ({exc.strerror or type(exc).__name__})") from None
+
+
+def _read_upto(f: Any, path: Path, n: int) -> bytes:
+    """Up to ``n`` bytes of ``f`` (decompressed in chunks: never more than ``n`` + 1 MiB)."""
+    chunks, got = [], 0
+    try:
+        while got < n:
+            chunk = f.read(min(n - got, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputError(f"{path}: could not be read ({type(exc).__name__}: {exc})"[:300]) from None
+    return b"".join(chunks)
+
+
+def _read_bytes(path: Path, limit: int | None = None) -> bytes:
+    """The whole (decompressed) file, refused past ``limit`` bytes (default MAX_DATASET_BYTES)."""
+    limit = MAX_DATASET_BYTES if limit is None else limit
+    with _open(path) as f:
+        data = _read_upto(f, path, limit + 1)
+    if len(data) > limit:
+        raise InputError(f"{path}: holds more than {limit:,} bytes{' once decompressed' if path.suffix == '.gz' else ''} "
+                         "(a decompression bomb, or not a dataset file?)")
+    return data
 
 
 def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
@@ -113,21 +146,38 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
 
     Layout: two zero bytes, a type byte (0x08 unsigned byte .. 0x0E float64), a byte giving the
     number of dimensions d, then d big-endian uint32 sizes, then the values, big-endian, row-major.
+    The sizes are checked (against :data:`MAX_DATASET_BYTES`, the file's size, and for .gz the
+    most deflate can expand it) before the values are read; a .gz file is decompressed in chunks
+    up to the declared size only.
     """
     path = Path(path)
-    data = _read_bytes(path)
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_TYPES:
-        raise InputError(f"{path}: not an IDX file (bad magic number)")
-    ndim = data[3]
-    if ndim == 0 or len(data) < 4 + 4 * ndim:
-        raise InputError(f"{path}: not an IDX file (bad header)")
-    shape = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
-    dtype = np.dtype(_IDX_TYPES[data[2]])
-    expected = 4 + 4 * ndim + int(np.prod(shape)) * dtype.itemsize
-    if len(data) != expected:
-        raise InputError(f"{path}: the header announces shape {shape} ({expected} bytes) but the "
-                         f"file holds {len(data)} bytes (truncated or corrupt)")
-    return np.frombuffer(data, dtype, offset=4 + 4 * ndim).reshape(shape)
+    with _open(path) as f:
+        head = _read_upto(f, path, 4)
+        if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _IDX_TYPES:
+            raise InputError(f"{path}: not an IDX file (bad magic number)")
+        ndim = head[3]
+        dims = _read_upto(f, path, 4 * ndim)
+        if ndim == 0 or len(dims) < 4 * ndim:
+            raise InputError(f"{path}: not an IDX file (bad header)")
+        shape = tuple(int(d) for d in np.frombuffer(dims, ">u4", count=ndim))
+        dtype = np.dtype(_IDX_TYPES[head[2]])
+        count = 1
+        for d in shape:
+            count *= d
+        nbytes = count * dtype.itemsize
+        expected = 4 + 4 * ndim + nbytes
+        size = path.stat().st_size
+        most = size * GZIP_MAX_RATIO + 1024 if path.suffix == ".gz" else size
+        if nbytes > MAX_DATASET_BYTES or expected > most:
+            raise InputError(f"{path}: the header announces shape {shape} ({expected:,} bytes), "
+                             f"{'more than nnscratch reads' if nbytes > MAX_DATASET_BYTES else 'more than the file can hold'} "
+                             "(truncated, corrupt or a decompression bomb)")
+        data = _read_upto(f, path, nbytes + 1)
+    if len(data) != nbytes:
+        raise InputError(f"{path}: the header announces shape {shape} ({expected:,} bytes) but the "
+                         f"file holds {'more' if len(data) > nbytes else 4 + 4 * ndim + len(data)} "
+                         "bytes (truncated or corrupt)")
+    return np.frombuffer(data, dtype).reshape(shape)
 
 
 def _find(folder: Path, stem: str, kind: str) -> Path | None:

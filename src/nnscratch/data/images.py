@@ -42,15 +42,36 @@ BOX = 32    # side of the normalised bitmap
 BLOCK = 4   # side of the blocks whose ink is counted: 32 / 4 = 8 features per side
 
 
+#: the largest picture read (width x height); a 12000x12000 bitmap is refused before decoding.
+#: (Pillow's own ``MAX_IMAGE_PIXELS`` is global state: it is left alone.)
+MAX_PIXELS = 25_000_000
+
+
 def read_image(path: str | os.PathLike[str]) -> Image.Image:
-    """Open an image file; unreadable files raise :class:`InputError` naming the file."""
+    """Open an image file; unreadable files raise :class:`InputError` naming the file.
+
+    The size in the header is checked against :data:`MAX_PIXELS` before any pixel is decoded;
+    truncated or corrupt files (whatever Pillow's decoders raise) are refused in one line."""
+    import warnings
+
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():   # (Pillow warns above its own, global, limit)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+        with img:
+            w, h = img.size
+            if w * h > MAX_PIXELS:
+                raise InputError(f"{path}: the picture is {w}x{h} pixels, more than the "
+                                 f"{MAX_PIXELS:,} nnscratch reads (a decompression bomb?)")
             img.load()
             return img.copy()
+    except InputError:
+        raise
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
-    except (Image.UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+    except (MemoryError, Image.DecompressionBombError):
+        raise InputError(f"{path}: not a readable image (too large)") from None
+    except Exception as exc:  # noqa: BLE001 (Pillow's decoders raise SyntaxError, struct.error...)
         raise InputError(f"{path}: not a readable image ({type(exc).__name__})") from None
 
 

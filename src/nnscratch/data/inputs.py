@@ -16,19 +16,50 @@ ARRAY_SUFFIXES = {".npy", ".csv", ".txt"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
+#: the largest .npy/.csv/.txt input read
+MAX_INPUT_BYTES = 256 << 20
+
+
+def _check_npy(path: Path) -> None:
+    """Refuse a .npy whose header claims more data than the file holds, before ``np.load``."""
+    from numpy.lib import format as npy
+
+    with open(path, "rb") as f:
+        version = npy.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = npy.read_array_header_1_0(f)
+        elif version in ((2, 0), (3, 0)):
+            shape, _, dtype = npy.read_array_header_2_0(f)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+        count = 1
+        for d in shape:
+            count *= int(d)
+        if count * dtype.itemsize > path.stat().st_size - f.tell():
+            raise ValueError(f"the header announces shape {tuple(shape)} of {dtype}, more than "
+                             "the file holds (truncated?)")
+
+
 def _read_array(path: Path) -> np.ndarray:
     try:
+        if path.stat().st_size > MAX_INPUT_BYTES:
+            raise InputError(f"{path}: larger than the {MAX_INPUT_BYTES:,} bytes nnscratch reads "
+                             "as inputs")
         if path.suffix.lower() == ".npy":
+            _check_npy(path)
             return np.load(path, allow_pickle=False)
         text = path.read_text(encoding="utf-8")
         if not text.strip():
             raise InputError(f"{path}: is empty")
         return np.loadtxt(io.StringIO(text.replace(",", " ")), dtype=np.float64, ndmin=1)
+    except InputError:
+        raise
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
-    except (ValueError, OSError, UnicodeDecodeError, EOFError) as exc:
+    except (ValueError, OSError, UnicodeDecodeError, EOFError, SyntaxError, TypeError,
+            OverflowError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{path}: could not read numbers ({reason})") from None
+        raise InputError(f"{path}: could not read numbers ({reason[:200]})") from None
 
 
 def input_format(preprocessing: dict) -> tuple[str, tuple[int, int, int], float]:
