@@ -136,7 +136,8 @@ def _read_bytes(path: Path, limit: int | None = None) -> bytes:
     with _open(path) as f:
         data = _read_upto(f, path, limit + 1)
     if len(data) > limit:
-        raise InputError(f"{path}: holds more than {limit:,} bytes{' once decompressed' if path.suffix == '.gz' else ''} "
+        how = " once decompressed" if path.suffix == ".gz" else ""
+        raise InputError(f"{path}: holds more than {limit:,} bytes{how} "
                          "(a decompression bomb, or not a dataset file?)")
     return data
 
@@ -169,9 +170,10 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
         size = path.stat().st_size
         most = size * GZIP_MAX_RATIO + 1024 if path.suffix == ".gz" else size
         if nbytes > MAX_DATASET_BYTES or expected > most:
+            why = ("more than nnscratch reads" if nbytes > MAX_DATASET_BYTES
+                   else "more than the file can hold")
             raise InputError(f"{path}: the header announces shape {shape} ({expected:,} bytes), "
-                             f"{'more than nnscratch reads' if nbytes > MAX_DATASET_BYTES else 'more than the file can hold'} "
-                             "(truncated, corrupt or a decompression bomb)")
+                             f"{why} (truncated, corrupt or a decompression bomb)")
         data = _read_upto(f, path, nbytes + 1)
     if len(data) != nbytes:
         raise InputError(f"{path}: the header announces shape {shape} ({expected:,} bytes) but the "
