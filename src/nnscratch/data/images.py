@@ -19,6 +19,7 @@ on any picture:
 
 from __future__ import annotations
 
+import io
 import os
 from typing import Any
 
@@ -44,7 +45,12 @@ BLOCK = 4   # side of the blocks whose ink is counted: 32 / 4 = 8 features per s
 
 #: the largest picture read (width x height); a 12000x12000 bitmap is refused before decoding.
 #: (Pillow's own ``MAX_IMAGE_PIXELS`` is global state: it is left alone.)
-MAX_PIXELS = 25_000_000
+MAX_PIXELS = 16_000_000
+#: pictures larger than this are box-reduced to it right after decoding, so that the float
+#: arrays of the conversion stay small (a digit needs far fewer pixels)
+WORK_PIXELS = 1 << 20
+#: the largest picture file read
+MAX_FILE_BYTES = 64 << 20
 
 
 def read_image(path: str | os.PathLike[str]) -> Image.Image:
@@ -55,16 +61,23 @@ def read_image(path: str | os.PathLike[str]) -> Image.Image:
     import warnings
 
     try:
+        if os.path.getsize(path) > MAX_FILE_BYTES:
+            raise InputError(f"{path}: larger than the {MAX_FILE_BYTES:,} bytes nnscratch reads "
+                             "as a picture")
+        with open(path, "rb") as f:
+            # (from memory: a file object's read(n) would allocate whatever n a corrupt chunk
+            # length asks for; BytesIO returns what there is)
+            data = io.BytesIO(f.read())
         with warnings.catch_warnings():   # (Pillow warns above its own, global, limit)
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(path)
+            img = Image.open(data)
         with img:
             w, h = img.size
             if w * h > MAX_PIXELS:
                 raise InputError(f"{path}: the picture is {w}x{h} pixels, more than the "
                                  f"{MAX_PIXELS:,} nnscratch reads (a decompression bomb?)")
             img.load()
-            return img.copy()
+            return _reduced(img) if w * h > WORK_PIXELS else img.copy()
     except InputError:
         raise
     except FileNotFoundError:
@@ -73,6 +86,19 @@ def read_image(path: str | os.PathLike[str]) -> Image.Image:
         raise InputError(f"{path}: not a readable image (too large)") from None
     except Exception as exc:  # noqa: BLE001 (Pillow's decoders raise SyntaxError, struct.error...)
         raise InputError(f"{path}: not a readable image ({type(exc).__name__})") from None
+
+
+def _reduced(img: Image.Image) -> Image.Image:
+    """``img`` box-averaged by whole factors to at most about :data:`WORK_PIXELS` pixels."""
+    import math
+
+    w, h = img.size
+    if img.mode not in ("L", "LA", "RGB", "RGBA", "I", "F"):
+        transparent = img.mode in ("PA", "RGBa", "La") or "transparency" in img.info
+        img = img.convert("L" if img.mode == "1" else "RGBA" if transparent else "RGB")
+    fx = min(w, math.ceil(math.sqrt(w * h / WORK_PIXELS)))
+    fy = min(h, max(1, math.ceil(math.ceil(w / fx) * h / WORK_PIXELS)))
+    return img.reduce((fx, fy))
 
 
 def grey_levels(img: Image.Image) -> np.ndarray:

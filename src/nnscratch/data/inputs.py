@@ -25,13 +25,18 @@ def _check_npy(path: Path) -> None:
     from numpy.lib import format as npy
 
     with open(path, "rb") as f:
-        version = npy.read_magic(f)
-        if version == (1, 0):
-            shape, _, dtype = npy.read_array_header_1_0(f)
-        elif version in ((2, 0), (3, 0)):
-            shape, _, dtype = npy.read_array_header_2_0(f)
-        else:
-            raise ValueError(f"unsupported .npy version {version}")
+        try:   # (NumPy's header parser raises whatever its tokenizer meets: normalise it)
+            version = npy.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = npy.read_array_header_1_0(f)
+            elif version in ((2, 0), (3, 0)):
+                shape, _, dtype = npy.read_array_header_2_0(f)
+            else:
+                raise ValueError(f"unsupported .npy version {version}")
+        except (ValueError, OSError):
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise ValueError(f"corrupt .npy header ({type(exc).__name__})") from None
         count = 1
         for d in shape:
             count *= int(d)
