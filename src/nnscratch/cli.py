@@ -233,7 +233,8 @@ def _resume(args: argparse.Namespace) -> int:
         raise InputError(f"{ckpts[-1]}: not a resumable checkpoint (no run config)")
     cfg = train_config(cfg)
     if args.accelerate is not None:
-        cfg["accelerate"] = model.accelerate = args.accelerate
+        cfg["accelerate"] = args.accelerate
+    model.accelerate = bool(cfg.get("accelerate", True))   # (the run's own setting by default)
     optimizer, schedule = build_optimizer(cfg), build_schedule(cfg)
     callbacks = _callbacks(run, cfg)
     try:
