@@ -234,12 +234,14 @@ def read_model_file(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray]
 
     Tensors are read-only little-endian arrays over the file's bytes, in their stored dtype
     (:func:`nnscratch.model.load_model` refuses any other than the model's)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ModelFileError(f"a model file path must be a str or path, got {path!r}"[:200])
     p = Path(path)
-    if not p.exists():
-        raise ModelFileError(f"{p}: no such model file")
-    if p.is_dir():
-        raise ModelFileError(f"{p}: is a directory, not a model file")
     try:
+        if not p.exists():
+            raise ModelFileError(f"{p}: no such model file"[:300])
+        if p.is_dir():
+            raise ModelFileError(f"{p}: is a directory, not a model file")
         meta, raw = _read_safetensors(p)
     except OSError as exc:
         raise ModelFileError(f"{p}: could not be read ({exc.strerror or type(exc).__name__})") from None
