@@ -228,9 +228,7 @@ def export_onnx(model: Any, path: str | os.PathLike[str], *, probabilities: bool
     proto = to_onnx_model(model, probabilities=probabilities, raw_pixels=raw_pixels,
                           flat_input=flat_input)
     path = Path(path)
-    data = proto.SerializeToString()
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)  # no half-written file under the asked name
+    from ..io import write_bytes_atomic
+
+    write_bytes_atomic(path, proto.SerializeToString())   # temp file, fsync, os.replace
     return path
