@@ -10,6 +10,7 @@ import pytest
 
 from nnscratch.accel import convact
 from nnscratch.accel.convact import ConvActBlock, build, match
+from nnscratch.accel.layout import batch_last
 from nnscratch.gradcheck import numerical_gradient, relative_error
 from nnscratch.layers import (
     GELU,
@@ -25,7 +26,6 @@ from nnscratch.layers import (
     Sigmoid,
     Tanh,
 )
-from nnscratch.layers.base import batch_last
 
 ACTS = {"ReLU": ReLU, "LeakyReLU": lambda: LeakyReLU(0.1), "LeakyReLU0": lambda: LeakyReLU(0.0),
         "LeakyReLU3": lambda: LeakyReLU(3.0), "Tanh": Tanh, "Sigmoid": Sigmoid}

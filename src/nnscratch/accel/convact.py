@@ -35,7 +35,7 @@ whose windows tile the conv's output, on a first layer (``K <= O``: a grey or RG
 output is larger than ``col``) the conv's output columns are ordered window offset first (see
 :func:`~nnscratch.accel.convact_cols.offset_major`), so that each offset of every window is
 one contiguous block. Element-wise passes run over parts of the channels at once
-(``backend.parallel``, see :mod:`nnscratch.accel.threads`).
+(:func:`.threads.parallel_of`).
 
 The results are those of the layers run one by one (``tests/test_convact.py`` compares both in
 float64 over many shapes, checks the gradients numerically with a negative control, and
@@ -56,6 +56,7 @@ from ..errors import InputError
 from ..layers import AvgPool2D, Conv2D, LeakyReLU, MaxPool2D, ReLU, Sigmoid, Tanh
 from ..layers.base import Layer
 from . import convact_cols as im2col_
+from .threads import parallel_of
 
 #: the activations the block fuses: each is non-decreasing (so max pooling commutes with it)
 ACTIVATIONS = (ReLU, LeakyReLU, Tanh, Sigmoid)
@@ -236,7 +237,7 @@ class ConvActBlock:
                     x = layer.forward(x, False)
             return x
         conv = self.conv
-        xp, par = conv.xp, conv.backend.parallel
+        xp, par = conv.xp, parallel_of(conv.backend)
         if x.ndim != 4:
             raise InputError(f"Conv2D expects numeric (N, C, H, W) images, got shape {x.shape}")
         W = conv.params["W"]
@@ -291,7 +292,7 @@ class ConvActBlock:
     def backward(self, grad_y: Any, input_grad: bool = True) -> Any:
         """Fill the conv's gradients; return dL/dx (``None`` if not asked)."""
         conv = self.conv
-        xp, par = conv.xp, conv.backend.parallel
+        xp, par = conv.xp, parallel_of(conv.backend)
         ws = self._ws
         K, col, Y, Y2, t, mask = ws["K"], ws["col"], ws["Y"], ws["Y2"], ws["t"], ws["mask"]
         o = conv.out_channels
