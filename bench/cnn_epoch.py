@@ -43,7 +43,7 @@ from _benchenv import (
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CONFIGS = {"digits": ROOT / "configs" / "digits_cnn.toml", "mnist5k": ROOT / "configs" / "mnist5k_cnn.toml"}
-CONTENDERS = ("nnscratch", "torch")
+CONTENDERS = ("nnscratch", "torch", "reference")
 TARGET = 1.0
 
 
@@ -61,11 +61,17 @@ def _setup(data: str, device: str = "cpu"):
     return cfg, split, model, X, build_augment(cfg, model, split.info)
 
 
-def run_nnscratch(data: str, epochs: int, device: str) -> dict:
+def run_reference(data: str, epochs: int, device: str) -> dict:
+    """nnscratch with ``accelerate=False`` (the layers' own code): what acceleration buys."""
+    return run_nnscratch(data, epochs, device, accelerate=False)
+
+
+def run_nnscratch(data: str, epochs: int, device: str, accelerate: bool = True) -> dict:
     from nnscratch.config import build_optimizer
     from nnscratch.losses import SoftmaxCrossEntropy
 
     cfg, split, model, X, augment = _setup(data, device)
+    model.accelerate = accelerate
     times: list[float] = []
     model.fit(X, split.y_train, epochs=epochs + 1, batch_size=cfg["batch_size"],
               optimizer=build_optimizer(cfg), loss=SoftmaxCrossEntropy(), augment=augment,
@@ -114,7 +120,8 @@ def run_torch(data: str, epochs: int, device: str) -> dict:
 def worker(name: str, data: str, epochs: int, device: str) -> None:
     import json
 
-    result = {"nnscratch": run_nnscratch, "torch": run_torch}[name](data, epochs, device)
+    result = {"nnscratch": run_nnscratch, "torch": run_torch,
+              "reference": run_reference}[name](data, epochs, device)
     result.update(contender=name, blas=blas_info(), threads=threads_info(),
                   median_epoch_seconds=statistics.median(result["epoch_seconds"]))
     print(json.dumps(result))
@@ -127,10 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=3, help="timed epochs per run (after 1 warm-up)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda: both contenders there")
     p.add_argument("--out", type=Path, help="default results/cnn_epoch.json (cnn_epoch_cuda.json)")
+    p.add_argument("--reference", action="store_true",
+                   help="also time nnscratch with accelerate=False (reference mode, no target)")
     p.add_argument("--worker", choices=CONTENDERS, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
-        if args.worker in ("nnscratch", "floor"):   # (as the nnscratch command does first)
+        if args.worker in ("nnscratch", "reference"):   # (as the nnscratch command does first)
             nnscratch_worker()
         worker(args.worker, args.data, args.epochs, args.device)
         return 0
@@ -155,11 +164,17 @@ def main(argv: list[str] | None = None) -> int:
             for i in range(args.pairs):
                 run = {c: spawn_worker(__file__, "--worker", c, "--data", data, "--epochs",
                                        str(args.epochs), "--device", args.device)
-                       for c in CONTENDERS}
+                       for c in CONTENDERS if c != "reference" or args.reference}
                 ratio = run["nnscratch"]["median_epoch_seconds"] / run["torch"]["median_epoch_seconds"]
-                pairs.append({"pair": i + 1, **run, "ratio": ratio})
-                print(f"{i + 1:>4}  {run['nnscratch']['median_epoch_seconds']:>9.3f}  "
-                      f"{run['torch']['median_epoch_seconds']:>9.3f}  {ratio:>14.2f}x", flush=True)
+                pair = {"pair": i + 1, **run, "ratio": ratio}
+                line = (f"{i + 1:>4}  {run['nnscratch']['median_epoch_seconds']:>9.3f}  "
+                        f"{run['torch']['median_epoch_seconds']:>9.3f}  {ratio:>14.2f}x")
+                if "reference" in run:
+                    pair["reference_ratio"] = (run["reference"]["median_epoch_seconds"]
+                                               / run["nnscratch"]["median_epoch_seconds"])
+                    line += f"   reference/accelerated {pair['reference_ratio']:.2f}x"
+                pairs.append(pair)
+                print(line, flush=True)
         except RuntimeError as exc:
             print(f"ERROR: {exc}", file=sys.stderr)
             return 1
@@ -167,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "PASS" if median <= TARGET else "FAIL"
         print(f"median nnscratch/torch: {median:.2f}x  -> TARGET <= {TARGET:g}: {verdict}")
         results[data] = {"pairs": pairs, "median_ratio": median, "verdict": verdict}
+        if args.reference:
+            ref = statistics.median(pr["reference_ratio"] for pr in pairs)
+            results[data]["median_reference_ratio"] = ref
+            print(f"reference mode (accelerate=False) / accelerated: {ref:.2f}x (no target)")
     write_result(out, {"benchmark": "cnn_epoch", "environment": env, "results": results,
                        "device": args.device, "target": {"ratio_at_most": TARGET}})
     return 0
