@@ -1,8 +1,8 @@
 """Start and stop a real ``nnscratch serve`` process (uvicorn) on 127.0.0.1.
 
-Its default models (the digits MLP and CNN) are trained at start-up into a temporary cache with
-``--epochs`` ``$NNSCRATCH_TEST_SERVE_EPOCHS`` (default 8) instead of the configs' 100 and 60, so
-that start-up takes seconds.
+The shared server's default models (the digits MLP and CNN) are trained at start-up into a
+temporary cache with ``--epochs $NNSCRATCH_TEST_SERVE_EPOCHS`` (default 8) instead of the
+configs' 100 and 60, so that start-up takes seconds.
 """
 
 from __future__ import annotations
