@@ -175,9 +175,14 @@ def test_the_status_codes_say_what_was_wrong(client):
     assert client.post("/api/predict", **BAD["wrong content type"]).status_code == 415
     assert client.post("/api/predict", **BAD["not JSON"]).status_code == 422
     assert client.post("/api/predict", **BAD["bad base64"]).status_code == 400
-    assert client.post("/api/predict", **BAD["NaN"]).status_code == 400
+    # what the schema says (the names, the size, the range) is checked by it: 422
+    assert client.post("/api/predict", **BAD["NaN"]).status_code == 422
+    assert client.post("/api/predict", **BAD["above the scale"]).status_code == 422
+    assert client.post("/api/predict", **BAD["too few pixels"]).status_code == 422
     r = client.post("/api/predict", **BAD["unknown model"])
-    assert r.status_code == 400 and "digits-mlp, digits-cnn" in r.json()["detail"]
+    assert r.status_code == 422 and "'digits-mlp' or 'digits-cnn'" in r.json()["detail"][0]["msg"]
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["PredictRequest"]
+    assert schema["properties"]["model"]["anyOf"][0]["enum"] == ["digits-mlp", "digits-cnn"]
 
 
 def test_a_body_over_one_mib_gets_413_declared_or_streamed(client):

@@ -152,11 +152,35 @@ def decode_image(text: str) -> Any:
     return read_image_bytes(data, "image", IMAGE_FORMATS)
 
 
+def _request_model(served: list[ServedModel]) -> type[PredictRequest]:
+    """PredictRequest as this server takes it: ``model`` one of its names and, where every model
+    takes pictures of one size and scale, ``pixels`` of that size and range, so that the OpenAPI
+    schema says what the server accepts (the handler checks again, whatever the schema says)."""
+    from typing import Annotated, Literal
+
+    from pydantic import create_model
+
+    names = tuple(m.name for m in served)
+    fields: dict[str, Any] = {"model": (Literal[names] | None,  # type: ignore[valid-type]
+                                        Field(None, description="one of the served models "
+                                              "(default: the first)"))}
+    sizes = {(m.input_hw, m.raw_max) for m in served}
+    if len(sizes) == 1:
+        ((h, w), top), = sizes
+        value = Annotated[float, Field(ge=0, le=top)]
+        row = Annotated[list[value], Field(min_length=w, max_length=w)]  # type: ignore[valid-type]
+        fields["pixels"] = (Annotated[list[row], Field(min_length=h, max_length=h)] | None,  # type: ignore[valid-type]
+                            Field(None, description=f"{h} x {w} values in 0..{top:g}, the dataset's "
+                                  "raw scale"))
+    return create_model("PredictRequest", __base__=PredictRequest, **fields)
+
+
 def create_app(served: list[ServedModel]) -> FastAPI:
     """The app serving ``served`` (at least one model), chosen by name."""
     if not served:
         raise ValueError("create_app needs at least one model")
     by_name = {m.name: m for m in served}
+    Body = _request_model(served)
     # no /docs or /redoc: their pages load scripts from a CDN; the schema is at /openapi.json
     app = FastAPI(title="nnscratch", summary="Draw a digit: the JSON API of nnscratch serve",
                   version=_version(), docs_url=None, redoc_url=None)
@@ -193,8 +217,6 @@ def create_app(served: list[ServedModel]) -> FastAPI:
     def models() -> JSONResponse:
         return JSONResponse(models_json)
 
-    @app.post("/api/predict", response_model=Prediction, responses=ERRORS,
-              summary="predict the digit of a picture or of raw pixels")
     def predict(body: PredictRequest) -> Response:
         name = body.model if body.model is not None else served[0].name
         chosen = by_name.get(name)
@@ -209,6 +231,9 @@ def create_app(served: list[ServedModel]) -> FastAPI:
             raise InputError("the model's outputs are not finite for this input")
         return JSONResponse(answer)
 
+    predict.__annotations__["body"] = Body   # this server's names and sizes (the schema)
+    app.post("/api/predict", response_model=Prediction, responses=ERRORS,
+             summary="predict the digit of a picture or of raw pixels")(predict)
     return app
 
 
