@@ -18,12 +18,12 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+from serve_helpers import EPOCHS
 
 from nnscratch import load_model
 from nnscratch.config import load_toml
 from nnscratch.data import image_to_digits8x8
 from nnscratch.web.models import DEFAULT_SETTINGS, unique_names
-from serve_helpers import EPOCHS
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 
@@ -292,3 +292,30 @@ def test_epochs_and_cache_are_for_the_default_models_only(tmp_path):
     r = subprocess.run([sys.executable, "-m", "nnscratch", "serve", "m.safetensors", "--epochs", "2"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "give no model files" in r.stderr
+
+
+# -- the load test, short ------------------------------------------------------------------------
+def _load(server, clients: int, duration: float) -> list[dict]:
+    import asyncio
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import serve_load
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    return [asyncio.run(serve_load.run_load(server.url, serve_load.requests_for(name), clients, duration))
+            for name in ("digits-mlp", "digits-cnn")]
+
+
+def test_load_short_32_clients(server):
+    """bench/serve_load.py for 3 s a model: no errors, every answer the one the request got alone."""
+    for r in _load(server, clients=32, duration=3.0):
+        print(f"\nload {r}")
+        assert r["requests"] >= 32 and r["errors"] == 0 and r["mismatches"] == 0, r
+
+
+@pytest.mark.slow
+def test_load_30_s_32_clients(server):
+    for r in _load(server, clients=32, duration=30.0):
+        print(f"\nload {r}")
+        assert r["errors"] == 0 and r["mismatches"] == 0, r

@@ -199,7 +199,7 @@ def default_models(cache: Path, epochs: int | None = None, quiet: bool = False) 
             if not quiet:
                 print(f"nnscratch serve: {name}: training {cfg['epochs']} epochs into {run} "
                       "(once; later start-ups load it)", file=sys.stderr, flush=True)
-            from ..cli import _train_and_report   # the very code of `nnscratch train`
+            from ..cli import _train_and_report  # the very code of `nnscratch train`
 
             split = load_dataset(cfg["dataset"])
             model = build_model(cfg, split.info)
