@@ -1,4 +1,4 @@
-"""``nnscratch`` command line: train, evaluate, predict, cv, gradcheck, export.
+"""``nnscratch`` command line: train, evaluate, predict, cv, gradcheck, export, serve.
 
 Every failure the user can cause (bad flag, bad file, bad data) ends with one line on stderr and a
 non-zero exit status, never a traceback (``NNSCRATCH_DEBUG=1`` adds one, for bug reports).
@@ -180,7 +180,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("gradcheck", help="check every layer's and loss's gradients numerically")
     _add_export_parser(sub)
+    _add_serve_parser(sub)
     return parser
+
+
+def _add_serve_parser(sub: Any) -> None:
+    s = sub.add_parser("serve", help="the draw-a-digit page and its JSON API",
+                       description="Serve the models (default: the digits MLP and CNN, trained at "
+                       "the first start-up into a cache folder) on a web page where you draw a "
+                       "digit, and a JSON API (/api/models, /api/predict, /openapi.json).")
+    s.add_argument("models", type=Path, nargs="*", metavar="MODEL.safetensors")
+    s.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
+    s.add_argument("--port", type=_int_at_least(0), default=8000, help="default 8000")
+    s.add_argument("--cache", type=Path, metavar="DIR", help="where the default models are "
+                   "trained and kept (default $NNSCRATCH_CACHE/serve or ~/.cache/nnscratch/serve)")
+    s.add_argument("--epochs", type=_positive_int, help="train the default models for N epochs "
+                   "instead of their configs' 100 and 60 (quick start-ups, tests)")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    if args.models and (args.cache or args.epochs):
+        raise InputError("--cache and --epochs are for the default models; give no model files")
+    from .web.server import serve
+
+    return serve(args.models, host=args.host, port=args.port, cache=args.cache, epochs=args.epochs)
 
 
 def _run_dir(out: Path | None) -> Path:
@@ -499,7 +522,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"export": cmd_export, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "cv": cmd_cv, "gradcheck": cmd_gradcheck}
+            "cv": cmd_cv, "gradcheck": cmd_gradcheck,
+            "serve": cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -58,8 +58,6 @@ def read_image(path: str | os.PathLike[str]) -> Image.Image:
 
     The size in the header is checked against :data:`MAX_PIXELS` before any pixel is decoded;
     truncated or corrupt files (whatever Pillow's decoders raise) are refused in one line."""
-    import warnings
-
     try:
         if os.path.getsize(path) > MAX_FILE_BYTES:
             raise InputError(f"{path}: larger than the {MAX_FILE_BYTES:,} bytes nnscratch reads "
@@ -67,25 +65,41 @@ def read_image(path: str | os.PathLike[str]) -> Image.Image:
         with open(path, "rb") as f:
             # (from memory: a file object's read(n) would allocate whatever n a corrupt chunk
             # length asks for; BytesIO returns what there is)
-            data = io.BytesIO(f.read())
+            data = f.read()
+    except InputError:
+        raise
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: not a readable image ({type(exc).__name__})") from None
+    return read_image_bytes(data, str(path))
+
+
+def read_image_bytes(data: bytes, source: str = "image",
+                     formats: tuple[str, ...] | None = None) -> Image.Image:
+    """Decode a picture held in memory, as :func:`read_image` does a file's (``nnscratch serve``
+    reads uploaded pictures with it); ``formats`` (e.g. ("PNG", "JPEG")) limits what is read.
+    Errors are :class:`InputError` naming ``source``."""
+    import warnings
+
+    what = f"a {' or '.join(formats)}" if formats else "a readable"
+    try:
         with warnings.catch_warnings():   # (Pillow warns above its own, global, limit)
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(data)
+            img = Image.open(io.BytesIO(data), formats=formats)
         with img:
             w, h = img.size
             if w * h > MAX_PIXELS:
-                raise InputError(f"{path}: the picture is {w}x{h} pixels, more than the "
+                raise InputError(f"{source}: the picture is {w}x{h} pixels, more than the "
                                  f"{MAX_PIXELS:,} nnscratch reads (a decompression bomb?)")
             img.load()
             return _reduced(img) if w * h > WORK_PIXELS else img.copy()
     except InputError:
         raise
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
     except (MemoryError, Image.DecompressionBombError):
-        raise InputError(f"{path}: not a readable image (too large)") from None
+        raise InputError(f"{source}: not {what} image (too large)") from None
     except Exception as exc:  # noqa: BLE001 (Pillow's decoders raise SyntaxError, struct.error...)
-        raise InputError(f"{path}: not a readable image ({type(exc).__name__})") from None
+        raise InputError(f"{source}: not {what} image ({type(exc).__name__})") from None
 
 
 def _reduced(img: Image.Image) -> Image.Image:

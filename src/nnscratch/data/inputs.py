@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -114,8 +115,9 @@ def as_digit_rows(arr: np.ndarray, source: str, side: int = 8) -> np.ndarray:
     return as_rows(arr, source, (1, side, side), DIGITS_MAX)
 
 
-def picture_to_input(path: str | os.PathLike[str], preprocessing: dict) -> np.ndarray:
-    """A picture -> one input in the model's raw format (its dataset's pixel scale)."""
+def picture_to_input(path: Any, preprocessing: dict) -> np.ndarray:
+    """A picture (a file's path or a PIL image) -> one input in the model's raw format (its
+    dataset's pixel scale). ``nnscratch predict`` and ``nnscratch serve`` both come here."""
     kind, shape, _ = input_format(preprocessing)
     if kind == "digits8x8":
         return image_to_digits8x8(path)
