@@ -13,7 +13,7 @@ either ``None`` (acceleration off: it runs its plain loop over the layers) or a 
 2. **Fuse** runs of layers that form a known pattern into one kernel (``BLOCKS``, tried in order
    at each position): ``Dense (ReLU Dense)*`` stacks (:mod:`.dense`), ``Conv2D BatchNorm
    [MaxPool2D] ReLU`` (:mod:`.convblock`), ``Conv2D activation [MaxPool2D | AvgPool2D]``
-   (:mod:`.convact`, where present).
+   (:mod:`.convact`).
 3. **Replace** each remaining layer by its fast kernel (:data:`nnscratch.accel.kernels.KERNELS`,
    by exact type), or keep the layer itself.
 
@@ -37,17 +37,12 @@ from ..backend import backend_of
 from ..interrupts import STOP
 from ..layers import Dense, Layer, LeakyReLU, MaxPool2D, ReLU, Sigmoid, Tanh
 from ..losses import SoftmaxCrossEntropy
-from . import convblock
+from . import convact, convblock
 from .blas import take_rows_of
 from .dense import FUSED_MAX_INPUTS, DenseReLUStack, SoftmaxEpochs, argmax_hits
 from .kernels import KERNELS
 from .losses import SoftmaxGradient
 from .optim import step_function
-
-try:  # (the fused conv-activation-pool blocks)
-    from . import convact
-except ImportError:  # pragma: no cover
-    convact = None  # type: ignore[assignment]
 
 #: activations f with f(max(z)) = max(f(z)): a max-pool after one may run before it
 NON_DECREASING = (ReLU, LeakyReLU, Tanh, Sigmoid)
@@ -114,7 +109,7 @@ def training_stages(model: Any) -> list[Any]:
                 i = stop
                 continue
         for module in (convblock, convact):
-            stop = module.match(layers, i, shapes) if module is not None else None
+            stop = module.match(layers, i, shapes)
             if stop is not None:
                 stages.append(module.build(layers[i:stop]))
                 i = stop
