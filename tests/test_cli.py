@@ -226,4 +226,4 @@ def test_predict_notes_a_model_without_preprocessing(tmp_path, readme_zero):
 def test_gradcheck_command_passes():
     proc = run_cli("gradcheck")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.count("PASS") == 3
+    assert proc.stdout.count("PASS") == 4 and "MeanSquaredError()" in proc.stdout

@@ -37,7 +37,7 @@ from .config import (
 from .data import DATASET_CHOICES, apply_preprocessing, input_format, load_dataset, load_inputs
 from .errors import InputError, NNScratchError
 from .layers import Conv2D, Dense, ReLU
-from .losses import SoftmaxCrossEntropy
+from .losses import MeanSquaredError, SoftmaxCrossEntropy
 from .model import Sequential, load_model
 from .recipe import build_augment, build_model
 from .training import History, restore_training_state
@@ -485,6 +485,9 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
         "ReLU()": check_layer(ReLU(), rng.standard_normal((3, 5)) + 0.01, rng),
         "SoftmaxCrossEntropy()": check_loss(SoftmaxCrossEntropy(), rng.standard_normal((4, 6)),
                                             rng.integers(0, 6, 4)),
+        # regression: real-valued targets (n, k), as NNRegressor and Sequential.fit use them
+        "MeanSquaredError()": check_loss(MeanSquaredError(), rng.standard_normal((4, 3)),
+                                         rng.standard_normal((4, 3))),
     }
     for name, result in checks.items():
         print(f"{name:24s} {result}")

@@ -14,12 +14,19 @@ from .config import build_layer, layer_spec
 from .errors import InputError, ModelFileError
 from .io import read_model_file, write_model_file
 from .layers.base import Layer
-from .losses import SoftmaxCrossEntropy, softmax
+from .losses import MeanSquaredError, SoftmaxCrossEntropy, softmax
 from .optim.base import Optimizer
 from .optim.schedules import Schedule
 from .optim.sgd import SGD
 from .training import History, fit
-from .validation import check_features, check_labels, check_positive_int, check_seed
+from .validation import (
+    check_features,
+    check_labels,
+    check_positive_int,
+    check_seed,
+    check_targets,
+    is_real_valued,
+)
 
 
 class Sequential:
@@ -271,7 +278,10 @@ class Sequential:
             history: History | None = None, augment: Any = None) -> History:
         """Mini-batch training; returns (and stores in ``self.history``) the :class:`History`.
 
-        ``X`` (n, n_features) numbers; ``y`` (n,) integer labels in ``0..n_outputs-1``.
+        ``X`` (n, n_features) numbers; ``y`` (n,) integer labels in ``0..n_outputs-1``, or,
+        with ``loss=MeanSquaredError()``, real-valued targets (regression): ``y`` of shape (n,)
+        or (n, n_outputs) for a model with one output, float rows (n, n_outputs) otherwise
+        (one-hot rows stay class labels). Regression records no accuracy in the History.
         ``optimizer`` defaults to ``SGD(lr=0.01)``, ``loss`` to :class:`SoftmaxCrossEntropy`.
         ``validation_split`` holds out that fraction of (X, y), stratified, as validation data.
         ``schedule`` sets the learning rate epoch by epoch (:mod:`nnscratch.optim.schedules`).
@@ -295,7 +305,15 @@ class Sequential:
         if schedule is not None and not isinstance(schedule, Schedule):
             raise ValueError(f"schedule must be an nnscratch Schedule, got {schedule!r}")
         X = check_features(X, self.n_features_in, self.dtype, input_shape=self.input_shape)
-        y = check_labels(y, X.shape[0], self.n_outputs)
+        # real-valued targets under mean squared error (regression), else class labels
+        regression = isinstance(loss, MeanSquaredError) and is_real_valued(y, self.n_outputs)
+
+        def targets(t: Any, n: int, name: str = "y") -> np.ndarray:
+            if regression:
+                return check_targets(t, n, self.n_outputs, self.dtype, name)
+            return check_labels(t, n, self.n_outputs, name)
+
+        y = targets(y, X.shape[0])
         val = None
         if validation_split:
             ok = isinstance(validation_split, float) and 0 < validation_split < 1
@@ -309,7 +327,8 @@ class Sequential:
             try:
                 # seeded by the model's seed, not drawn from its generator: a resumed run
                 # must see the same split and the same random stream
-                X, Xv, y, yv = train_test_split(X, y, test_size=validation_split, stratify=y,
+                X, Xv, y, yv = train_test_split(X, y, test_size=validation_split,
+                                                stratify=None if regression else y,
                                                 random_state=self.seed or 0)
             except ValueError as exc:
                 raise InputError(f"validation_split={validation_split}: {exc}") from None
@@ -319,7 +338,7 @@ class Sequential:
                 raise InputError("validation_data must be a pair (X_val, y_val)")
             Xv = check_features(validation_data[0], self.n_features_in, self.dtype, "X_val",
                                 input_shape=self.input_shape)
-            val = (Xv, check_labels(validation_data[1], Xv.shape[0], self.n_outputs, "y_val"))
+            val = (Xv, targets(validation_data[1], Xv.shape[0], "y_val"))
         cbs = list(callbacks or [])
         if verbose:
             cbs.append(ProgressBar())

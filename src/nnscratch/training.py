@@ -47,7 +47,8 @@ class History:
     """Per-epoch training record, as Keras' ``History``: ``history["loss"]`` is a list.
 
     Keys: ``loss``, ``accuracy``, ``lr`` (the learning rate of the epoch) and, with validation
-    data, ``val_loss``, ``val_accuracy``.
+    data, ``val_loss``, ``val_accuracy``. Trained on real-valued targets (regression) there is
+    no ``accuracy`` nor ``val_accuracy``.
     """
 
     def __init__(self) -> None:
@@ -81,9 +82,13 @@ class History:
         return f"History(epochs={len(self.epoch)}, last={last})"
 
 
-def evaluate_logits(loss: Any, logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """Mean loss and accuracy (``argmax == label``, as ``predict``) of ``logits`` (n, k)."""
+def evaluate_logits(loss: Any, logits: np.ndarray,
+                    labels: np.ndarray) -> tuple[float, float | None]:
+    """Mean loss and accuracy (``argmax == label``, as ``predict``) of ``logits`` (n, k);
+    for real-valued targets ``labels`` (n, k) the accuracy is None."""
     n = logits.shape[0]
+    if labels.ndim == 2:
+        return float(loss.per_example(logits, labels).sum()) / n, None
     accuracy = int((logits.argmax(axis=1) == labels).sum()) / n
     return float(loss.per_example(logits, labels).sum()) / n, accuracy
 
@@ -156,7 +161,9 @@ def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epoch
         validation_data: tuple[np.ndarray, np.ndarray] | None = None, shuffle: bool = True,
         callbacks: Sequence[Callback] = (), schedule: Any = None, initial_epoch: int = 0,
         history: History | None = None, augment: Any = None) -> History:
-    """Train ``model`` in place on checked arrays ``X`` (n, d) and integer labels ``y`` (n,).
+    """Train ``model`` in place on checked arrays ``X`` (n, d) and integer labels ``y`` (n,),
+    or real-valued targets ``y`` (n, k) in the model's dtype (regression, e.g. under
+    :class:`~nnscratch.losses.MeanSquaredError`: then no accuracy is recorded).
 
     ``X`` must already be in the model's dtype; validation data likewise. ``augment(xb, rng)``,
     if given, transforms each training batch (never the validation data). ``initial_epoch`` and
@@ -166,10 +173,11 @@ def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epoch
     n = X.shape[0]
     xp = getattr(model, "xp", np)  # the model's array module: X and y are already on its device
     optimizer.bind(model.parameters())
+    # the targets as rows: one-hot rows of the labels, or the real-valued targets themselves
+    Y = y if y.ndim == 2 else one_hot(y, n_classes, X.dtype)
     plan = None
     if hasattr(model, "training_plan"):   # acceleration (None when the model says it is off)
-        plan = model.training_plan(loss, optimizer, X, y, one_hot(y, n_classes, X.dtype),
-                                   batch_size, augment)
+        plan = model.training_plan(loss, optimizer, X, y, Y, batch_size, augment)
     resumed = history is not None and getattr(history, "resumed", False)
     history = History() if history is None else history
     if schedule is not None and initial_epoch == 0 and not resumed:
@@ -204,11 +212,16 @@ def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epoch
                     raise TrainingDiverged(
                         f"training loss became {epoch_loss} at epoch {epoch + 1}; "
                         "lower the learning rate")
-                logs = {"loss": epoch_loss, "accuracy": epoch_acc, "lr": float(optimizer.lr)}
+                logs = {"loss": epoch_loss}
+                if epoch_acc is not None:          # (None for real-valued targets)
+                    logs["accuracy"] = epoch_acc
+                logs["lr"] = float(optimizer.lr)
                 if validation_data is not None:
                     Xv, yv = validation_data
-                    logs["val_loss"], logs["val_accuracy"] = evaluate_logits(
-                        loss, model.forward(Xv, False), yv)
+                    val_loss, val_acc = evaluate_logits(loss, model.forward(Xv, False), yv)
+                    logs["val_loss"] = val_loss
+                    if val_acc is not None:
+                        logs["val_accuracy"] = val_acc
                 history.append(epoch + 1, logs)
                 if schedule is not None:  # the learning rate of the next epoch
                     optimizer.lr = schedule.step(epoch + 1, logs)
@@ -225,10 +238,12 @@ def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epoch
 
 def _plain_epoch(model: Trainable, X: np.ndarray, y: np.ndarray, order: Any, batch_size: int,
                  optimizer: Any, loss: Any, augment: Any,
-                 rng: np.random.Generator) -> tuple[float, float]:
+                 rng: np.random.Generator) -> tuple[float, float | None]:
     """One epoch of mini-batch steps through the layers; returns the mean loss and accuracy of
-    the batches as they were seen (each example scored by the weights of its step)."""
+    the batches as they were seen (each example scored by the weights of its step); the
+    accuracy is None for real-valued targets ``y`` (n, k)."""
     n = X.shape[0]
+    labels = y.ndim == 1
     total_loss, hits = 0.0, 0
     for start in range(0, n, batch_size):
         xb, yb = (X[start:start + batch_size], y[start:start + batch_size]) if order is None \
@@ -237,9 +252,10 @@ def _plain_epoch(model: Trainable, X: np.ndarray, y: np.ndarray, order: Any, bat
             xb = augment(xb, rng)
         z = model.forward(xb, training=True)   # logits of the batch
         total_loss += loss.forward(z, yb) * len(yb)
-        hits += int((z.argmax(axis=1) == yb).sum())
+        if labels:
+            hits += int((z.argmax(axis=1) == yb).sum())
         model.backward(loss.backward(), input_grad=False)   # no gradient for the data itself
         optimizer.step()
         if interrupts.STOP[0]:                 # Ctrl-C / SIGTERM: stop after this batch
             break
-    return total_loss / n, hits / n
+    return total_loss / n, (hits / n if labels else None)

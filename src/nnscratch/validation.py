@@ -80,6 +80,48 @@ def check_labels(y: object, n_samples: int, n_classes: int, name: str = "y") -> 
     return arr.astype(np.int64)
 
 
+def is_real_valued(y: object, n_outputs: int) -> bool:
+    """Would ``y`` be real-valued targets (not class labels) for a model of ``n_outputs``
+    outputs under mean squared error? Anything when there is one output (its checks say what
+    is wrong with it); with ``k > 1`` outputs, float rows (n, k) that are not one-hot rows (those
+    stay class labels)."""
+    if n_outputs == 1:
+        return True
+    try:
+        arr = np.asarray(y)
+    except (ValueError, TypeError):
+        return False
+    if arr.ndim != 2 or arr.shape[1] != n_outputs or arr.dtype.kind != "f":
+        return False
+    one_hot = np.isin(arr, (0, 1)).all() and (arr.sum(axis=1) == 1).all()
+    return not one_hot
+
+
+def check_targets(y: object, n_samples: int, n_outputs: int, dtype: np.dtype,
+                  name: str = "y") -> np.ndarray:
+    """Return real-valued targets ``y`` (n,) or (n, k) as a 2-D (n, n_outputs) array of ``dtype``
+    (regression under mean squared error); reject shapes, NaN/inf and non-numbers."""
+    try:
+        arr = np.asarray(y)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{name} could not be read as an array: {exc}") from None
+    if arr.dtype.kind not in "biuf":
+        raise InputError(f"{name} must hold numbers, got dtype {arr.dtype}")
+    if arr.ndim == 1:
+        arr = arr.reshape(-1, 1)
+    if arr.ndim != 2 or arr.shape[1] != n_outputs:
+        raise InputError(f"{name} must be targets of shape (n,) or (n, {n_outputs}) for a model "
+                         f"with {n_outputs} outputs, got shape {arr.shape}")
+    if arr.shape[0] != n_samples:
+        raise InputError(f"{name} has {arr.shape[0]} targets but X has {n_samples} samples")
+    cast = np.asarray(arr, dtype=dtype)
+    if not np.isfinite(cast).all():
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise InputError(f"{name} contains NaN or infinite values")
+        raise InputError(f"{name} holds values too large for {np.dtype(dtype).name}")
+    return cast
+
+
 def check_positive_int(value: object, name: str) -> int:
     """Return ``value`` if it is an int >= 1, else raise ``ValueError`` quoting it."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:

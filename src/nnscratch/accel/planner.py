@@ -185,7 +185,7 @@ class StepEpochs:
                     g = st.backward(g, input_grad)
             self.forward, self.backward = forward, backward
 
-    def run_epoch(self, perm: Any, rng: np.random.Generator) -> tuple[float, float]:
+    def run_epoch(self, perm: Any, rng: np.random.Generator) -> tuple[float, float | None]:
         if perm is not None:
             self.take_rows(self.XY, perm, self.XYs)
             self.take_rows(self.y, perm, self.ys)
@@ -205,9 +205,12 @@ class StepEpochs:
         return evaluate_logits(self.loss, self.Z, self.ys)
 
 
-def evaluate_logits(loss: Any, logits: Any, labels: Any) -> tuple[float, float]:
-    """Mean loss and accuracy (``argmax == label``) of ``logits`` (n, k), argmax avoided."""
+def evaluate_logits(loss: Any, logits: Any, labels: Any) -> tuple[float, float | None]:
+    """Mean loss and accuracy (``argmax == label``) of ``logits`` (n, k), argmax avoided; for
+    real-valued targets ``labels`` (n, k) the loss alone (accuracy None), as the plain loop."""
     n = logits.shape[0]
+    if labels.ndim == 2:
+        return float(loss.per_example(logits, labels).sum()) / n, None
     xp = backend_of(logits).xp
     row_max = logits.max(axis=1)
     hits = argmax_hits(logits, labels, row_max, logits[xp.arange(n), labels], xp)
@@ -257,12 +260,13 @@ def plan_training(model: Any, loss: Any, optimizer: Any, X: Any, y: Any, Y: Any,
                   batch_size: int, augment: Any = None,
                   stages: list[Any] | None = None) -> StepEpochs | FusedEpochs:
     """The accelerated epochs for training ``model`` (its optimizer bound) on checked ``X``,
-    integer labels ``y`` and their one-hot rows ``Y``: an object whose ``run_epoch(perm, rng)``
+    integer labels ``y`` and their one-hot rows ``Y`` (or real-valued targets ``y`` = ``Y``
+    (n, k), under a loss such as mean squared error): an object whose ``run_epoch(perm, rng)``
     trains one epoch over the examples in order ``perm`` (None: as given) and returns its mean
     loss and accuracy."""
     stages = training_stages(model) if stages is None else stages
     if (len(stages) == 1 and isinstance(stages[0], DenseReLUStack) and augment is None
-            and type(loss) is SoftmaxCrossEntropy and stages[0].sizes[0][0] <= FUSED_MAX_INPUTS):
+            and type(loss) is SoftmaxCrossEntropy and y.ndim == 1 and stages[0].sizes[0][0] <= FUSED_MAX_INPUTS):
         return FusedEpochs(model, SoftmaxEpochs(stages[0], X, Y, batch_size), optimizer, y)
     return StepEpochs(model, stages, loss, optimizer, X, y, Y, batch_size, augment)
 
