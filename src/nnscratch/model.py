@@ -383,6 +383,12 @@ class Sequential:
 
         ``training_state`` (info, arrays), written by checkpoints, adds what resuming needs.
         """
+        write_model_file(path, *self.file_payload(training_state))
+
+    def file_payload(self, training_state: tuple[dict[str, Any], dict[str, np.ndarray]] | None
+                     = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """(tensors, header): what :meth:`save` writes, as NumPy arrays and a JSON-able dict
+        (:func:`model_from_payload` is its inverse)."""
         from . import __version__
 
         tensors = {name: p for name, p, _ in self.named_parameters()}
@@ -404,7 +410,7 @@ class Sequential:
             tensors.update({k if k.startswith("callbacks.") else f"optimizer.{k}": v
                             for k, v in arrays.items()})
         to_numpy = self.backend.to_numpy
-        write_model_file(path, {k: to_numpy(v) for k, v in tensors.items()}, header)
+        return {k: to_numpy(v) for k, v in tensors.items()}, header
 
     def to_onnx(self, path: str | os.PathLike[str], *, probabilities: bool = False,
                 raw_pixels: bool = False, flat_input: bool = False) -> Any:
@@ -446,6 +452,16 @@ def load_model(path: str | os.PathLike[str], device: str | Backend = "cpu") -> S
     """
     backend = get_backend(device)   # a bad device fails before the file is read
     tensors, header = read_model_file(path)
+    return model_from_payload(tensors, header, path, backend)
+
+
+def model_from_payload(tensors: dict[str, np.ndarray], header: dict[str, Any],
+                       path: Any = "model", device: str | Backend = "cpu") -> Sequential:
+    """The model that :meth:`Sequential.file_payload` described (``path`` names it in errors,
+    which are :class:`ModelFileError`)."""
+    backend = get_backend(device)
+    if not isinstance(header, dict) or not isinstance(header.get("architecture"), list):
+        raise ModelFileError(f"{path}: corrupt model header (no architecture list)")
     # the architecture's size, worked out from its specs before any layer allocates it: a
     # header may claim a layer far larger than the file's tensors (which were checked to fit)
     stored = sum(int(t.size) for k, t in tensors.items()
