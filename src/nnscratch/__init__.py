@@ -18,10 +18,12 @@ _EXPORTS = {
     "DeviceError": "errors", "InputError": "errors", "ModelFileError": "errors",
     "NNScratchError": "errors", "TrainingDiverged": "errors",
     "Sequential": "model", "load_model": "model", "History": "training",
+    "NNClassifier": "estimator", "NNRegressor": "estimator",   # (scikit-learn estimators)
 }
 
-__all__ = ["DeviceError", "History", "InputError", "ModelFileError", "NNScratchError", "Sequential",
-           "TrainingDiverged", "__version__", "enable_threads", "load_model"]
+__all__ = ["DeviceError", "History", "InputError", "ModelFileError", "NNClassifier", "NNRegressor",
+           "NNScratchError", "Sequential", "TrainingDiverged", "__version__", "enable_threads",
+           "load_model"]
 
 
 def enable_threads(quiet: bool = False) -> bool:
