@@ -178,6 +178,28 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", type=Path, default=None, help="report folder (default runs/cv-<time>)")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    s = sub.add_parser("sweep", help="cross-validate a grid of training settings (local or Dask)",
+                       description="Cross-validate every setting of a grid file (the config "
+                       "file's keys: a list is a set of values to sweep, e.g. lr = [0.1, 0.01] "
+                       "or hidden = [[32], [64, 32]]; a scalar is fixed) with k stratified folds "
+                       "of the whole dataset; write sweep.csv and sweep.png and print the best "
+                       "setting as a nnscratch train command. Runs on local processes, or on a "
+                       "Dask cluster with --scheduler.")
+    s.add_argument("--grid", type=Path, required=True, metavar="FILE.toml")
+    s.add_argument("--folds", type=_int_at_least(2), default=5, help="default 5")
+    s.add_argument("--search", choices=["grid", "random", "halving"], default="grid",
+                   help="every setting (default), --n-iter random ones, or successive halving "
+                   "over epochs (a third of the settings go on, with 3x the epochs, each round)")
+    s.add_argument("--n-iter", type=_positive_int, metavar="N",
+                   help="random/halving: how many settings to draw (default: all)")
+    s.add_argument("--jobs", type=_positive_int, default=None, metavar="N",
+                   help="local worker processes (default: one per CPU core)")
+    s.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                   help="run on this Dask scheduler's workers (pip install 'nnscratch[dask]')")
+    s.add_argument("--out", type=Path, default=None, help="results folder (default "
+                   "runs/<timestamp>)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+
     sub.add_parser("gradcheck", help="check every layer's and loss's gradients numerically")
     _add_export_parser(sub)
     _add_serve_parser(sub)
@@ -524,8 +546,58 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import os
+
+    from . import sweep as sw
+    from .crossval import load_whole
+    from .data import dataset_preprocessing
+
+    fixed, swept = sw.read_grid(str(args.grid))
+    combos = sw.settings_of(fixed, swept, args.search, args.n_iter)
+    out = _run_dir(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a directory")
+    client = sw.dask_client(args.scheduler) if args.scheduler else None
+    try:
+        cfg0 = train_config(fixed)
+        X_raw, y, info = load_whole(cfg0["dataset"])
+        dtype = np.dtype(cfg0["dtype"])
+        X = apply_preprocessing(X_raw, dataset_preprocessing(info), dtype)
+        X = np.ascontiguousarray(X.reshape(len(X), -1))
+        sweep = sw.Sweep(fixed, swept, combos, args.folds, X, y, info)
+        run = sw.make_runner(X, y, sweep.splits, args.jobs or os.cpu_count() or 1, client)
+        where = args.scheduler or f"{args.jobs or os.cpu_count()} local processes"
+        if not args.quiet:
+            print(f"sweep: {len(combos)} settings x {args.folds} folds ({args.search}) on {where}")
+        start = time.perf_counter()
+        finished = sw.run_sweep(sweep, run, args.search, out, progress=not args.quiet)
+        seconds = time.perf_counter() - start
+    finally:
+        if client is not None:
+            client.close()
+    if not finished:
+        print(f"nnscratch sweep: interrupted; {len(sweep.results)} of {len(combos)} settings "
+              f"finished, saved in {out / 'sweep.csv'}", file=sys.stderr)
+        return 130
+    best = sweep.best()
+    cfg = sweep.config(best)
+    keys = [k for k in TRAIN_DEFAULTS if k in fixed or k in swept]
+    if "layers" in keys:   # no flag for a layer list: the best setting as a config file
+        cmd = sw.command_line(cfg, [k for k in keys if k != "layers"], out / "best.toml")
+        (out / "best.toml").write_text("layers = " + sw.toml_value(cfg["layers"]) + "\n")
+    else:
+        cmd = sw.command_line(cfg, keys, None)
+    r = sweep.results[best]
+    print(f"best: mean accuracy {np.mean(r['accuracy']):.4f} +- "
+          f"{np.std(r['accuracy'], ddof=1):.4f} over {args.folds} folds "
+          f"({seconds:.1f} s for the sweep); results in {out}")
+    print(cmd)
+    return 0
+
+
 COMMANDS = {"export": cmd_export, "train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "cv": cmd_cv, "gradcheck": cmd_gradcheck,
+            "cv": cmd_cv, "sweep": cmd_sweep, "gradcheck": cmd_gradcheck,
             "serve": cmd_serve}
 
 
