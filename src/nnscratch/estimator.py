@@ -236,12 +236,7 @@ class _NNBase(BaseEstimator):
         if model is not None:
             from safetensors.numpy import save
 
-            training_state = None
-            if optimizer is not None and optimizer.pairs:
-                scalars, arrays = optimizer.state_dict()
-                training_state = ({"optimizer": scalars}, {k: model.backend.to_numpy(v)
-                                                           for k, v in arrays.items()})
-            tensors, header = model.file_payload(training_state)
+            tensors, header = model.file_payload(self._training_state(optimizer))
             state["_model_safetensors"] = save(tensors)
             state["_model_header"] = json.dumps(header)
         return state
@@ -256,13 +251,27 @@ class _NNBase(BaseEstimator):
             self.model_ = model_from_payload(load(data), json.loads(header), type(self).__name__)
             self._restore_optimizer()
 
+    def _training_state(self, optimizer: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """What continuing to train needs beside the weights: the optimizer's state and the
+        position of the model's generator (shuffling, dropout)."""
+        info: dict[str, Any] = {"rng": self.model_.rng.bit_generator.state}
+        arrays: dict[str, np.ndarray] = {}
+        if optimizer is not None and optimizer.pairs:
+            scalars, state = optimizer.state_dict()
+            info["optimizer"] = scalars
+            arrays = {k: self.model_.backend.to_numpy(v) for k, v in state.items()}
+        return info, arrays
+
     def _restore_optimizer(self) -> None:
-        """Rebuild the optimizer with the state saved beside the weights (or a fresh one)."""
+        """Rebuild the optimizer with the state saved beside the weights (or a fresh one) and
+        put the model's generator where it was."""
         self._optimizer = build_optimizer(self._config())
         info, arrays = self.model_.training_state
         self._optimizer.bind(self.model_.parameters())
         if info is not None and "optimizer" in info:
             self._optimizer.load_state_dict(info["optimizer"], arrays)
+        if info is not None and "rng" in info:
+            self.model_.rng.bit_generator.state = info["rng"]
         self.model_.training_state = (None, {})
 
     # -- model files -----------------------------------------------------------------------------
@@ -283,13 +292,13 @@ class _NNBase(BaseEstimator):
         if hasattr(self, "feature_names_in_"):
             fitted["feature_names_in_"] = [str(f) for f in self.feature_names_in_]
         fitted.update(self._fitted_extra())
-        scalars, arrays = self._optimizer.state_dict()
+        training_state = self._training_state(self._optimizer)
         model = self.model_
         saved = model.metadata
         model.metadata = {**saved, "estimator": {"class": type(self).__name__, "params": params,
                                                  "fitted": fitted}}
         try:
-            model.save(path, training_state=({"optimizer": scalars}, arrays))
+            model.save(path, training_state=training_state)
         finally:
             model.metadata = saved
 
