@@ -228,7 +228,7 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
 
 def plot(rows: list[dict[str, Any]], keys: list[str], path: Path, title: str) -> None:
     """The settings ranked by mean accuracy, with +- one standard deviation as error bars."""
-    from matplotlib.figure import Figure   # (Agg: no display needed)
+    from matplotlib.figure import Figure  # (Agg: no display needed)
 
     ranked = sorted(rows, key=lambda r: -r["mean_accuracy"])
     labels = [", ".join(f"{k}={r[k]}" for k in keys) or "fixed" for r in ranked]

@@ -266,7 +266,8 @@ def plan_training(model: Any, loss: Any, optimizer: Any, X: Any, y: Any, Y: Any,
     loss and accuracy."""
     stages = training_stages(model) if stages is None else stages
     if (len(stages) == 1 and isinstance(stages[0], DenseReLUStack) and augment is None
-            and type(loss) is SoftmaxCrossEntropy and y.ndim == 1 and stages[0].sizes[0][0] <= FUSED_MAX_INPUTS):
+            and type(loss) is SoftmaxCrossEntropy and y.ndim == 1
+            and stages[0].sizes[0][0] <= FUSED_MAX_INPUTS):
         return FusedEpochs(model, SoftmaxEpochs(stages[0], X, Y, batch_size), optimizer, y)
     return StepEpochs(model, stages, loss, optimizer, X, y, Y, batch_size, augment)
 
