@@ -210,6 +210,17 @@ def test_cnn_from_layer_specs_with_augmentation(digits):
     assert est.score(X / 16, y) > 0.6
 
 
+def test_mlp_takes_rows_as_train_builds_it(digits):
+    """Without layer specs the network is the one nnscratch train builds (flat rows, no
+    Flatten), input_shape only serving augmentation; the fused epochs apply to it."""
+    X, y = digits
+    est = _clf(input_shape=(1, 8, 8), augment=1, epochs=2).fit(X / 16, y)
+    assert [type(la).__name__ for la in est.model_.layers] == ["Dense", "ReLU", "Dense"]
+    assert est.model_.input_shape == (64,)
+    plain = _clf(epochs=2).fit(X / 16, y)
+    assert not np.array_equal(est.predict_proba(X / 16), plain.predict_proba(X / 16))  # shifted
+
+
 def test_bad_hyper_parameters_name_the_parameter(digits):
     X, y = digits
     with pytest.raises(ValueError, match="hidden_layer_sizes"):

@@ -221,3 +221,24 @@ def test_ctrl_c_keeps_the_finished_settings(tmp_path):
     assert "interrupted" in err and err.strip().count("\n") == 0 and "Traceback" not in err
     rows = _rows(out / "sweep.csv")
     assert 1 <= len(rows) < 8
+
+
+def test_a_setting_trains_what_nnscratch_train_trains():
+    """The sweep's estimator for a setting has the layers, seed, optimizer, schedule and
+    dropout draws of the model nnscratch train builds from it: identical weights."""
+    from nnscratch.config import build_optimizer, build_schedule, train_config
+    from nnscratch.data import apply_preprocessing, load_dataset
+    from nnscratch.estimator import NNClassifier
+    from nnscratch.recipe import build_model
+    from nnscratch.sweep import estimator_params
+
+    cfg = train_config({"hidden": [16, 8], "dropout": 0.1, "optimizer": "adam", "lr": 0.01,
+                        "schedule": "cosine", "epochs": 3, "seed": 5})
+    split = load_dataset("digits")
+    model = build_model(cfg, split.info)
+    X = apply_preprocessing(split.X_train, model.preprocessing, model.dtype)
+    model.fit(X, split.y_train, epochs=3, batch_size=32, optimizer=build_optimizer(cfg),
+              schedule=build_schedule(cfg))
+    est = NNClassifier(**estimator_params(cfg, split.info)).fit(X, split.y_train)
+    assert [type(a) for a in est.model_.layers] == [type(b) for b in model.layers]
+    assert (est.model_.parameters()[0][0] == model.parameters()[0][0]).all()

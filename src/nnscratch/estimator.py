@@ -138,9 +138,13 @@ class _NNBase(BaseEstimator):
 
     def _build_model(self, cfg: dict[str, Any], n_features: int, n_outputs: int,
                      seed: int) -> Sequential:
-        """``layers`` (if given), Flatten (if needed), the hidden Dense layers, the output."""
+        """``layers`` (if given), Flatten (if needed), the hidden Dense layers, the output.
+        Without ``layers`` the network takes flat rows (``input_shape`` then only serves
+        ``augment``), as ``nnscratch train`` builds an MLP."""
         shape = self._input_shape(n_features)
         body = [build_layer(spec) for spec in (self.layers or [])]
+        if not body:
+            shape = (n_features,)
         out = shape
         for i, layer in enumerate(body):
             try:
@@ -154,13 +158,19 @@ class _NNBase(BaseEstimator):
                           accelerate=cfg["accelerate"])
 
     def _augment(self, cfg: dict[str, Any], model: Sequential) -> Any:
+        """Random shifts of up to ``augment`` pixels of the ``input_shape`` images (flat models
+        get the shifted images back as rows), or None."""
         if not cfg["augment"]:
             return None
-        if len(model.input_shape) != 3:
+        shape = self._input_shape(model.n_features_in)
+        if len(shape) != 3:
             raise ValueError("augment shifts images: give input_shape=(C, H, W)")
         from .data import RandomShift
 
-        return RandomShift(model.input_shape, cfg["augment"])
+        shift = RandomShift(shape, cfg["augment"])
+        if len(model.input_shape) > 1:
+            return shift
+        return lambda xb, rng: shift(xb, rng).reshape(len(xb), -1)
 
     # -- training ------------------------------------------------------------------------------
     def _targets(self, y: np.ndarray) -> np.ndarray:  # (subclasses)
@@ -176,7 +186,9 @@ class _NNBase(BaseEstimator):
         targets = self._targets(y)
         rs = check_random_state(self.random_state)
         if not continue_:
-            seed = int(rs.randint(np.iinfo(np.int32).max))
+            # an int random_state seeds the network itself, as --seed does for nnscratch train
+            seed = (int(self.random_state) if isinstance(self.random_state, (int, np.integer))
+                    else int(rs.randint(np.iinfo(np.int32).max)))
             self.model_ = self._build_model(cfg, X.shape[1], self._n_outputs, seed)
             self._optimizer = build_optimizer(cfg)
             self.n_iter_ = 0
