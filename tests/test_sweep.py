@@ -198,7 +198,7 @@ def test_halving_and_random_searches(grid4, tmp_path, capsys):
 
 def test_ctrl_c_keeps_the_finished_settings(tmp_path):
     grid = tmp_path / "long.toml"
-    grid.write_text('epochs = 30\nlr = [0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001, 0.0005]\n')
+    grid.write_text('epochs = 80\nlr = [0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001, 0.0005]\n')
     out = tmp_path / "int"
     proc = subprocess.Popen([sys.executable, "-m", "nnscratch", "sweep", "--grid", str(grid),
                              "--folds", "2", "--jobs", "2", "--out", str(out)],
