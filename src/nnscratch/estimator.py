@@ -190,6 +190,8 @@ class _NNBase(BaseEstimator):
             seed = (int(self.random_state) if isinstance(self.random_state, (int, np.integer))
                     else int(rs.randint(np.iinfo(np.int32).max)))
             self.model_ = self._build_model(cfg, X.shape[1], self._n_outputs, seed)
+            if hasattr(self, "classes_"):   # (the model file names its outputs)
+                self.model_.class_names = [str(c) for c in self.classes_]
             self._optimizer = build_optimizer(cfg)
             self.n_iter_ = 0
             self.loss_curve_: list[float] = []
