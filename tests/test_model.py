@@ -255,8 +255,10 @@ def test_one_hot_labels_and_history_attributes(scaled):
         _ = ha.val_loss
 
 
-def test_interrupted_training_keeps_the_model(tmp_path, monkeypatch):
-    from nnscratch import load_model
+def test_a_keyboard_interrupt_in_training_exits_130_in_one_line(tmp_path, monkeypatch, capsys):
+    """A KeyboardInterrupt that reaches the CLI (a second Ctrl-C: the first one stops at the
+    next batch and checkpoints, see tests/test_interrupts.py) exits at once with 130 and one
+    line, no traceback."""
     from nnscratch.cli import main
 
     def interrupted(*args, **kwargs):
@@ -264,7 +266,8 @@ def test_interrupted_training_keeps_the_model(tmp_path, monkeypatch):
     monkeypatch.setattr("nnscratch.training.fit", interrupted)
     monkeypatch.setattr("nnscratch.model.fit", interrupted)
     assert main(["train", "--epochs", "5", "--out", str(tmp_path), "--quiet"]) == 130
-    assert load_model(tmp_path / "model.interrupted.safetensors").n_features_in == 64
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and "interrupted" in err
 
 
 def test_layer_by_layer_path_trains_exactly_like_the_fast_path(scaled):
