@@ -1,13 +1,21 @@
 from __future__ import annotations
 
-import numpy as np
-import pytest
+import nnscratch
 
-from nnscratch import Sequential
-from nnscratch.data import apply_preprocessing, digits_preprocessing, load_digits_split
-from nnscratch.layers import Dense, ReLU
-from nnscratch.losses import SoftmaxCrossEntropy
-from nnscratch.optim import SGD
+# as the nnscratch command does first (before NumPy loads): OpenBLAS's idle threads sleep soon
+# after a product instead of spinning for 0.1 s, so the suite's in-process training runs (and
+# any other process on the machine) do not lose the cores to them; nnscratch's element-wise
+# split is on, as for a CLI user (results are the same bit for bit either way)
+nnscratch.enable_threads(quiet=True)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from nnscratch import Sequential  # noqa: E402
+from nnscratch.data import apply_preprocessing, digits_preprocessing, load_digits_split  # noqa: E402
+from nnscratch.layers import Dense, ReLU  # noqa: E402
+from nnscratch.losses import SoftmaxCrossEntropy  # noqa: E402
+from nnscratch.optim import SGD  # noqa: E402
 
 #: the 8x8 digit of the original README (a zero), in the dataset's 0..16 scale
 README_ZERO = np.array([[0, 0, 5, 13, 9, 1, 0, 0],
