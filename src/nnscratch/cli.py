@@ -153,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", type=Path, metavar="RUN_DIR",
                    help="continue RUN_DIR from its latest checkpoint to its planned epochs")
     t.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
+    t.add_argument("--dynamics", action=argparse.BooleanOptionalAction, default=True,
+                   help="record gradient norms, update/weight ratios, dead ReLUs and weight "
+                   "histograms per layer and epoch (dynamics.png, metrics.json; default on)")
 
     e = sub.add_parser("evaluate", help="accuracy and classification report on the test split")
     e.add_argument("model", type=Path, help="a model.safetensors written by train")
@@ -257,7 +260,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     model = build_model(cfg, split.info, device=args.device)
     model.metadata = {"split": split.info, "config": cfg}
     return _train_and_report(out, cfg, model, build_optimizer(cfg), build_schedule(cfg), split,
-                             quiet=args.quiet)
+                             quiet=args.quiet, dynamics=args.dynamics)
 
 
 def _resume(args: argparse.Namespace) -> int:
@@ -290,7 +293,8 @@ def _resume(args: argparse.Namespace) -> int:
         print(f"resuming {run} at epoch {epoch} of {cfg['epochs']}")
     split = load_dataset(cfg["dataset"])
     return _train_and_report(run, cfg, model, optimizer, schedule, split, quiet=args.quiet,
-                             initial_epoch=epoch, history=history, callbacks=callbacks)
+                             initial_epoch=epoch, history=history, callbacks=callbacks,
+                             dynamics=args.dynamics)
 
 
 class _EpochTrace(Callback):
@@ -326,11 +330,18 @@ def _save_interrupted(out: Path, model: Sequential, stop: interrupts.TrainingInt
 
 def _train_and_report(out: Path, cfg: dict[str, Any], model: Sequential, optimizer: Any,
                       schedule: Any, split: Any, quiet: bool, initial_epoch: int = 0,
-                      history: History | None = None, callbacks: list[Any] | None = None) -> int:
+                      history: History | None = None, callbacks: list[Any] | None = None,
+                      dynamics: bool = True) -> int:
     X_train = apply_preprocessing(split.X_train, model.preprocessing, model.dtype)
     X_test = apply_preprocessing(split.X_test, model.preprocessing, model.dtype)
     if callbacks is None:
         callbacks = _callbacks(out, cfg)
+    watcher = None
+    if dynamics:   # a callback between epochs, last (the others' checkpointed positions stay):
+        from .dynamics import TrainingDynamics   # the training path, accelerated or not, is kept
+
+        watcher = TrainingDynamics(X_train[:128], split.y_train[:128], SoftmaxCrossEntropy())
+        callbacks = [*callbacks, watcher]
     if cfg["checkpoint_every"]:
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -358,14 +369,22 @@ def _train_and_report(out: Path, cfg: dict[str, Any], model: Sequential, optimiz
              "nnscratch_version": __version__, "device": model.device}
     if initial_epoch:
         extra["resumed_at_epoch"] = initial_epoch
-    result = write_report(out, history=history.history, n_classes=model.n_outputs,
-                          y_train=split.y_train, image_shape=split.info.get("input_shape"),
-                          pred_train=model.predict(X_train), y_test=split.y_test,
-                          proba_test=model.predict_proba(X_test), X_test_raw=split.X_test,
-                          extra=extra, weights={name: model.backend.to_numpy(p)
-                                                for name, p, _ in model.named_parameters()
-                                                if name.endswith(".W")},
-                          conv=_first_conv_pictures(model, X_test[0]))
+    noted = [what for what, on in (("dropout", any(type(la).__name__ == "Dropout"
+                                                   for la in model.layers)),
+                                   ("augmentation", bool(cfg.get("augment")))) if on]
+    try:
+        result = _write_report(write_report, out, model, history, split, X_train, X_test, extra,
+                               watcher.record if watcher else None,
+                               " and ".join(noted) + " on" if noted else None, cfg["epochs"])
+    except KeyboardInterrupt:   # the model is saved; say that the report is not complete
+        (out / "REPORT_INCOMPLETE.txt").write_text(
+            "The run report was cut short by Ctrl-C while it was being written: some files of "
+            "this folder are missing or partial. The model (model.safetensors) is complete.\n")
+        print(f"nnscratch train: interrupted while writing the report; the model is saved in "
+              f"{out / 'model.safetensors'}, the report is incomplete "
+              f"(see {out / 'REPORT_INCOMPLETE.txt'})", file=sys.stderr)
+        return 130
+    (out / "REPORT_INCOMPLETE.txt").unlink(missing_ok=True)
     if not quiet:
         print(f"test accuracy {result['test_accuracy']:.4f}, train accuracy "
               f"{result['train_accuracy']:.4f}, loss {result['initial_loss']:.4f} -> "
@@ -373,6 +392,20 @@ def _train_and_report(out: Path, cfg: dict[str, Any], model: Sequential, optimiz
               f"{seconds:.2f} s for {len(history) - initial_epoch} epochs")
         print(f"run folder: {out}")
     return 0
+
+
+def _write_report(write_report: Any, out: Path, model: Sequential, history: History, split: Any,
+                  X_train: np.ndarray, X_test: np.ndarray, extra: dict[str, Any],
+                  dynamics: Any, train_note: str | None, planned: int) -> dict[str, Any]:
+    return write_report(out, history=history.history, n_classes=model.n_outputs,
+                        y_train=split.y_train, image_shape=split.info.get("input_shape"),
+                        pred_train=model.predict(X_train), y_test=split.y_test,
+                        proba_test=model.predict_proba(X_test), X_test_raw=split.X_test,
+                        extra=extra, weights={name: model.backend.to_numpy(p)
+                                              for name, p, _ in model.named_parameters()
+                                              if name.endswith(".W")},
+                        conv=_first_conv_pictures(model, X_test[0]), dynamics=dynamics,
+                        train_note=train_note, planned_epochs=planned)
 
 
 def _first_conv_pictures(model: Sequential, x: np.ndarray) -> Any:
