@@ -134,3 +134,74 @@ def test_curves_titles_and_ticks(tmp_path):
                               "Training and validation curves"]
     for t in ticks:
         assert np.all(t == np.round(t)), t   # whole epochs only
+
+
+# -- the last mile of the command line ------------------------------------------------------
+
+def test_unknown_flag_suggests_the_closest(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--epocs", "3"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--epocs (did you mean --epochs?)" in err and "see nnscratch train --help" in err
+    assert ", 3" not in err
+
+
+def test_gradcheck_checks_every_layer_and_loss(capsys):
+    import nnscratch.layers as L
+    from nnscratch.gradcheck import catalogue
+
+    covered = {type(layer) for _, layer, _, _ in catalogue(np.random.default_rng(0))}
+    every = {getattr(L, n) for n in L.__all__} - {L.Layer}
+    assert every <= covered, every - covered
+    assert main(["gradcheck", "--verbose"]) == 0
+    out = capsys.readouterr().out
+    assert "18 of 18 checks passed" in out and "MeanSquaredError()" in out
+    assert "numeric" in out and "analytic" in out
+
+
+def test_gradcheck_fails_on_a_wrong_gradient(monkeypatch, capsys):
+    from nnscratch.layers import Tanh
+
+    monkeypatch.setattr(Tanh, "backward", lambda self, g, input_grad=True: g)
+    assert main(["gradcheck"]) == 1
+    assert "failed: Tanh()" in capsys.readouterr().out
+
+
+def test_npy_that_is_not_numpy(tmp_path, capsys):
+    model = tmp_path / "m.safetensors"
+    assert main(["train", "--epochs", "1", "--out", str(tmp_path / "r"), "--quiet",
+                 "--no-dynamics"]) == 0
+    (tmp_path / "r" / "model.safetensors").rename(model)
+    bad = tmp_path / "x.npy"
+    bad.write_text("1 2 3\n")
+    assert main(["predict", str(model), str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "is not a NumPy .npy file" in err and "pickle" not in err
+
+
+def test_predict_newest_run_and_the_mnist_hint(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["predict", "digit.png"]) == 1
+    assert "none in ./runs" in capsys.readouterr().err
+    assert main(["train", "--epochs", "1", "--out", "runs/a", "--quiet", "--no-dynamics"]) == 0
+    from pathlib import Path
+
+    seven = Path(__file__).resolve().parents[1] / "docs" / "examples" / "seven.png"
+    assert main(["predict", str(seven)]) == 0
+    err = capsys.readouterr().err
+    assert "using the newest run's model, runs/a/model.safetensors" in err
+    assert "configs/mnist5k_cnn.toml" in err
+
+
+def test_report_cut_short_says_so(tmp_path, monkeypatch, capsys):
+    from nnscratch import report
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "write_report", interrupted)
+    assert main(["train", "--epochs", "1", "--out", str(tmp_path / "r"), "--quiet"]) == 130
+    assert (tmp_path / "r" / "model.safetensors").is_file()
+    assert "cut short by Ctrl-C" in (tmp_path / "r" / "REPORT_INCOMPLETE.txt").read_text()
+    assert "the report is incomplete" in capsys.readouterr().err
