@@ -35,9 +35,10 @@ from .config import (
     train_config,
 )
 from .data import DATASET_CHOICES, apply_preprocessing, input_format, load_dataset, load_inputs
+from .data.inputs import IMAGE_SUFFIXES
 from .errors import InputError, NNScratchError
-from .layers import Conv2D, Dense, ReLU
-from .losses import MeanSquaredError, SoftmaxCrossEntropy
+from .layers import Conv2D
+from .losses import SoftmaxCrossEntropy
 from .model import Sequential, load_model
 from .recipe import build_augment, build_model
 from .training import History, restore_training_state
@@ -153,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", type=Path, metavar="RUN_DIR",
                    help="continue RUN_DIR from its latest checkpoint to its planned epochs")
     t.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
+    t.add_argument("--dynamics", action=argparse.BooleanOptionalAction, default=True,
+                   help="record gradient norms, update/weight ratios, dead ReLUs and weight "
+                   "histograms per layer and epoch (dynamics.png, metrics.json; default on)")
 
     e = sub.add_parser("evaluate", help="accuracy and classification report on the test split")
     e.add_argument("model", type=Path, help="a model.safetensors written by train")
@@ -164,8 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "format (digits: 8x8 or 64 values in 0..16; MNIST: 28x28 or 784 values in "
                        "0..255), or a picture (PNG/JPEG, any size; digits on a dark or light "
                        "background are brought to the dataset's format as it was made).")
-    p.add_argument("model", type=Path)
-    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.add_argument("model", type=Path, metavar="[MODEL]",
+                   help="a model.safetensors written by train; left out, the newest "
+                   "runs/*/model.safetensors is used (and named)")
+    p.add_argument("inputs", nargs="*", metavar="INPUT")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
     c = sub.add_parser("cv", help="stratified k-fold cross-validation of a configuration",
@@ -200,7 +206,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "runs/<timestamp>)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    sub.add_parser("gradcheck", help="check every layer's and loss's gradients numerically")
+    g = sub.add_parser("gradcheck", help="check every layer's and loss's gradients numerically",
+                       description="Compare each layer's and loss's backward pass with central "
+                       "differences, (f(a + eps) - f(a - eps)) / (2 eps), in float64: every layer "
+                       "of nnscratch.layers and every loss. PASS when the largest relative error "
+                       "is at most the tolerance.")
+    g.add_argument("--verbose", action="store_true",
+                   help="print a few entries of each gradient: numeric next to analytic")
     _add_export_parser(sub)
     _add_serve_parser(sub)
     return parser
@@ -257,7 +269,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     model = build_model(cfg, split.info, device=args.device)
     model.metadata = {"split": split.info, "config": cfg}
     return _train_and_report(out, cfg, model, build_optimizer(cfg), build_schedule(cfg), split,
-                             quiet=args.quiet)
+                             quiet=args.quiet, dynamics=args.dynamics)
 
 
 def _resume(args: argparse.Namespace) -> int:
@@ -290,7 +302,8 @@ def _resume(args: argparse.Namespace) -> int:
         print(f"resuming {run} at epoch {epoch} of {cfg['epochs']}")
     split = load_dataset(cfg["dataset"])
     return _train_and_report(run, cfg, model, optimizer, schedule, split, quiet=args.quiet,
-                             initial_epoch=epoch, history=history, callbacks=callbacks)
+                             initial_epoch=epoch, history=history, callbacks=callbacks,
+                             dynamics=args.dynamics)
 
 
 class _EpochTrace(Callback):
@@ -326,11 +339,18 @@ def _save_interrupted(out: Path, model: Sequential, stop: interrupts.TrainingInt
 
 def _train_and_report(out: Path, cfg: dict[str, Any], model: Sequential, optimizer: Any,
                       schedule: Any, split: Any, quiet: bool, initial_epoch: int = 0,
-                      history: History | None = None, callbacks: list[Any] | None = None) -> int:
+                      history: History | None = None, callbacks: list[Any] | None = None,
+                      dynamics: bool = True) -> int:
     X_train = apply_preprocessing(split.X_train, model.preprocessing, model.dtype)
     X_test = apply_preprocessing(split.X_test, model.preprocessing, model.dtype)
     if callbacks is None:
         callbacks = _callbacks(out, cfg)
+    watcher = None
+    if dynamics:   # a callback between epochs, last (the others' checkpointed positions stay):
+        from .dynamics import TrainingDynamics  # the training path, accelerated or not, is kept
+
+        watcher = TrainingDynamics(X_train[:128], split.y_train[:128], SoftmaxCrossEntropy())
+        callbacks = [*callbacks, watcher]
     if cfg["checkpoint_every"]:
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -358,14 +378,22 @@ def _train_and_report(out: Path, cfg: dict[str, Any], model: Sequential, optimiz
              "nnscratch_version": __version__, "device": model.device}
     if initial_epoch:
         extra["resumed_at_epoch"] = initial_epoch
-    result = write_report(out, history=history.history, n_classes=model.n_outputs,
-                          y_train=split.y_train, image_shape=split.info.get("input_shape"),
-                          pred_train=model.predict(X_train), y_test=split.y_test,
-                          proba_test=model.predict_proba(X_test), X_test_raw=split.X_test,
-                          extra=extra, weights={name: model.backend.to_numpy(p)
-                                                for name, p, _ in model.named_parameters()
-                                                if name.endswith(".W")},
-                          conv=_first_conv_pictures(model, X_test[0]))
+    noted = [what for what, on in (("dropout", any(type(la).__name__ == "Dropout"
+                                                   for la in model.layers)),
+                                   ("augmentation", bool(cfg.get("augment")))) if on]
+    try:
+        result = _write_report(write_report, out, model, history, split, X_train, X_test, extra,
+                               watcher.record if watcher else None,
+                               " and ".join(noted) + " on" if noted else None, cfg["epochs"])
+    except KeyboardInterrupt:   # the model is saved; say that the report is not complete
+        (out / "REPORT_INCOMPLETE.txt").write_text(
+            "The run report was cut short by Ctrl-C while it was being written: some files of "
+            "this folder are missing or partial. The model (model.safetensors) is complete.\n")
+        print(f"nnscratch train: interrupted while writing the report; the model is saved in "
+              f"{out / 'model.safetensors'}, the report is incomplete "
+              f"(see {out / 'REPORT_INCOMPLETE.txt'})", file=sys.stderr)
+        return 130
+    (out / "REPORT_INCOMPLETE.txt").unlink(missing_ok=True)
     if not quiet:
         print(f"test accuracy {result['test_accuracy']:.4f}, train accuracy "
               f"{result['train_accuracy']:.4f}, loss {result['initial_loss']:.4f} -> "
@@ -373,6 +401,20 @@ def _train_and_report(out: Path, cfg: dict[str, Any], model: Sequential, optimiz
               f"{seconds:.2f} s for {len(history) - initial_epoch} epochs")
         print(f"run folder: {out}")
     return 0
+
+
+def _write_report(write_report: Any, out: Path, model: Sequential, history: History, split: Any,
+                  X_train: np.ndarray, X_test: np.ndarray, extra: dict[str, Any],
+                  dynamics: Any, train_note: str | None, planned: int) -> dict[str, Any]:
+    return write_report(out, history=history.history, n_classes=model.n_outputs,
+                        y_train=split.y_train, image_shape=split.info.get("input_shape"),
+                        pred_train=model.predict(X_train), y_test=split.y_test,
+                        proba_test=model.predict_proba(X_test), X_test_raw=split.X_test,
+                        extra=extra, weights={name: model.backend.to_numpy(p)
+                                              for name, p, _ in model.named_parameters()
+                                              if name.endswith(".W")},
+                        conv=_first_conv_pictures(model, X_test[0]), dynamics=dynamics,
+                        train_note=train_note, planned_epochs=planned)
 
 
 def _first_conv_pictures(model: Sequential, x: np.ndarray) -> Any:
@@ -436,11 +478,36 @@ def _ascii_picture(row: np.ndarray, shape: tuple[int, int, int], raw_max: float)
     return ["  " + "".join(shades[v] * 2 for v in line) for line in levels]
 
 
+def _newest_run_model() -> Path:
+    """The model of the most recently written run under ./runs (for ``predict`` without one)."""
+    found = sorted(Path("runs").glob("*/model.safetensors"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise InputError("no model given and none in ./runs (train one: nnscratch train, or "
+                         "name it: nnscratch predict MODEL INPUT ...)")
+    return found[-1]
+
+
+def _is_model_file(path: Path) -> bool:
+    return path.suffix.lower() == ".safetensors"
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
+    if not _is_model_file(args.model):   # no model given: every argument is an input
+        args.inputs, args.model = [str(args.model), *args.inputs], _newest_run_model()
+        print(f"nnscratch predict: using the newest run's model, {args.model}", file=sys.stderr)
+    elif not args.inputs:
+        raise InputError("no INPUT given (nnscratch predict [MODEL] INPUT ...)")
     model = load_model(args.model)
     if not model.preprocessing:
         print(f"nnscratch predict: note: {args.model} records no preprocessing; its inputs are "
               "read as 8x8 digits and fed to it unscaled (0..16)", file=sys.stderr)
+    pictures = [name for name in args.inputs
+                if Path(name).suffix.lower() in IMAGE_SUFFIXES]
+    if pictures and input_format(model.preprocessing)[0] == "digits8x8":
+        print(f"nnscratch predict: note: {args.model} is an 8x8 digits model: it knows the "
+              "blocky, centred digits of its dataset and often misreads photos and drawings. "
+              "For your own pictures, use a model trained on MNIST: nnscratch train --config "
+              "configs/mnist5k_cnn.toml (needs pip install 'nnscratch[mnist]')", file=sys.stderr)
     raw, names = load_inputs(args.inputs, model.preprocessing)
     if raw.shape[1] != model.n_features_in:
         raise InputError(f"{args.model}: expects {model.n_features_in} features per input, "
@@ -498,22 +565,20 @@ def cmd_cv(args: argparse.Namespace) -> int:
 
 
 def cmd_gradcheck(args: argparse.Namespace) -> int:
-    from .gradcheck import check_layer, check_loss
+    from .gradcheck import check_all
 
-    rng = np.random.default_rng(0)
-    checks = {
-        "Dense(5, 4)": check_layer(Dense(5, 4, seed=0, dtype="float64"),
-                                   rng.standard_normal((3, 5)), rng),
-        "ReLU()": check_layer(ReLU(), rng.standard_normal((3, 5)) + 0.01, rng),
-        "SoftmaxCrossEntropy()": check_loss(SoftmaxCrossEntropy(), rng.standard_normal((4, 6)),
-                                            rng.integers(0, 6, 4)),
-        # regression: real-valued targets (n, k), as NNRegressor and Sequential.fit use them
-        "MeanSquaredError()": check_loss(MeanSquaredError(), rng.standard_normal((4, 3)),
-                                         rng.standard_normal((4, 3))),
-    }
+    checks = check_all()
     for name, result in checks.items():
-        print(f"{name:24s} {result}")
-    return 0 if all(r.ok for r in checks.values()) else EXIT_ERROR
+        print(f"{name:38s} {result}")
+        if args.verbose:
+            for array, entries in result.samples.items():
+                for index, numeric, analytic in entries:
+                    print(f"    d/d{array}{list(index)}: numeric {numeric: .10f}  "
+                          f"analytic {analytic: .10f}  difference {numeric - analytic: .1e}")
+    failed = [name for name, r in checks.items() if not r.ok]
+    print(f"{len(checks) - len(failed)} of {len(checks)} checks passed"
+          + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return 0 if not failed else EXIT_ERROR
 
 
 def _add_export_parser(sub: Any) -> None:
@@ -601,9 +666,37 @@ COMMANDS = {"export": cmd_export, "train": cmd_train, "evaluate": cmd_evaluate, 
             "serve": cmd_serve}
 
 
+def _unknown_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                       extra: list[str]) -> NoReturn:
+    """Unrecognised arguments: name them, suggest the closest flag of the subcommand, and point
+    to the subcommand's --help (argparse alone points to the top-level one)."""
+    import difflib
+
+    prog, flags = parser.prog, []
+    if args.command is not None:
+        for action in parser._subparsers._group_actions:   # the subcommands' parsers
+            sub = action.choices.get(args.command)
+            if sub is not None:
+                prog = sub.prog
+                flags = [o for a in sub._actions for o in a.option_strings if o.startswith("--")]
+    parts: list[str] = []
+    for i, token in enumerate(extra):
+        if not token.startswith("-") and i and extra[i - 1].startswith("--"):
+            continue   # the value of the unknown flag just named
+        hint = ""
+        if token.startswith("-"):
+            close = difflib.get_close_matches(token.split("=")[0], flags, n=1, cutoff=0.5)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+        parts.append(f"{token}{hint}")
+    parser.exit(EXIT_USAGE, f"{prog}: error: unrecognized arguments: {', '.join(parts)} "
+                f"(see {prog} --help)\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        _unknown_arguments(parser, args, extra)
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from . import metrics
 from .io import atomic_write, write_text_atomic
@@ -24,7 +25,18 @@ def _save(fig: Figure, path: Path) -> None:
         fig.savefig(f, format=Path(path).suffix.lstrip(".") or "png", dpi=110, bbox_inches="tight")
 
 
-def plot_training_loss(history: Mapping[str, Sequence[float]], path: Path) -> None:
+def _epoch_axis(ax: Any) -> None:
+    """Epochs are whole numbers: integer ticks only."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _interrupted_note(history: Mapping[str, Sequence[float]], planned: int | None) -> str:
+    done = len(history["loss"])
+    return f" (interrupted at epoch {done} of {planned})" if planned and done < planned else ""
+
+
+def plot_training_loss(history: Mapping[str, Sequence[float]], path: Path, title: str = "Training loss"
+                       ) -> None:
     """Loss per epoch (log scale), with validation loss when recorded."""
     fig = Figure(figsize=(7, 4))
     ax = fig.add_subplot()
@@ -32,25 +44,39 @@ def plot_training_loss(history: Mapping[str, Sequence[float]], path: Path) -> No
     ax.plot(epochs, history["loss"], label="training loss")
     if "val_loss" in history:
         ax.plot(epochs, history["val_loss"], label="validation loss")
-    ax.set(xlabel="epoch", ylabel="cross-entropy loss", yscale="log", title="Training loss")
+    if "val_loss" in history and title == "Training loss":
+        title = "Training and validation loss"
+    ax.set(xlabel="epoch", ylabel="cross-entropy loss", yscale="log", title=title)
+    _epoch_axis(ax)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     _save(fig, path)
 
 
-def plot_curves(history: Mapping[str, Sequence[float]], path: Path) -> None:
-    """Training and validation loss (left) and accuracy (right) on one figure."""
+def plot_curves(history: Mapping[str, Sequence[float]], path: Path,
+                train_note: str | None = None, suffix: str = "") -> None:
+    """Loss (left) and accuracy (right) per epoch, with the validation curves when recorded.
+
+    ``train_note`` says how the training accuracy was measured when that is not plain
+    inference, e.g. ``"dropout and augmentation on"``: it is each batch's accuracy during its
+    own training step."""
     fig = Figure(figsize=(11, 4), layout="constrained")
     epochs = np.arange(1, len(history["loss"]) + 1)
+    has_val = "val_loss" in history
     for i, (key, label) in enumerate((("loss", "loss"), ("accuracy", "accuracy"))):
         ax = fig.add_subplot(1, 2, i + 1)
-        ax.plot(epochs, history[key], label=f"training {label}")
+        train_label = f"training {label}"
+        if train_note and key == "accuracy":
+            train_label += f"\n(measured with {train_note})"
+        ax.plot(epochs, history[key], label=train_label)
         if f"val_{key}" in history:
             ax.plot(epochs, history[f"val_{key}"], label=f"validation {label}")
         ax.set(xlabel="epoch", ylabel=label, yscale="log" if key == "loss" else "linear")
+        _epoch_axis(ax)
         ax.grid(True, alpha=0.3)
         ax.legend()
-    fig.suptitle("Training and validation curves")
+    fig.suptitle(("Training and validation curves" if has_val else
+                  "Training curves (no validation data)") + suffix)
     _save(fig, path)
 
 
@@ -59,6 +85,7 @@ def plot_learning_rate(history: Mapping[str, Sequence[float]], path: Path) -> No
     ax = fig.add_subplot()
     ax.plot(np.arange(1, len(history["lr"]) + 1), history["lr"])
     ax.set(xlabel="epoch", ylabel="learning rate", title="Learning-rate schedule")
+    _epoch_axis(ax)
     ax.grid(True, alpha=0.3)
     _save(fig, path)
 
@@ -76,15 +103,22 @@ def plot_weight_histograms(weights: Mapping[str, np.ndarray], path: Path) -> Non
 
 
 def _image_grid(images: Sequence[np.ndarray], titles: list[str], path: Path, suptitle: str,
-                cmap: str, cols: int = 8) -> None:
+                cmap: str, cols: int = 8, colorbar: str | None = None) -> None:
+    """A grid of images; with ``colorbar`` (its label) all share one symmetric colour scale."""
     n = len(images)
     rows = (n + cols - 1) // cols
     fig = Figure(figsize=(1.4 * cols, 1.5 * rows + 0.4), layout="constrained")
+    limit = max((float(np.abs(im).max()) for im in images), default=1.0) or 1.0
+    scale = {"vmin": -limit, "vmax": limit} if colorbar else {}
+    axes, shown = [], None
     for i in range(n):
         ax = fig.add_subplot(rows, cols, i + 1)
-        ax.imshow(images[i], cmap=cmap, interpolation="nearest")
+        shown = ax.imshow(images[i], cmap=cmap, interpolation="nearest", **scale)
         ax.set_title(titles[i], fontsize=7)
         ax.axis("off")
+        axes.append(ax)
+    if colorbar and shown is not None:
+        fig.colorbar(shown, ax=axes, label=colorbar, shrink=0.8)
     fig.suptitle(suptitle)
     _save(fig, path)
 
@@ -92,7 +126,7 @@ def _image_grid(images: Sequence[np.ndarray], titles: list[str], path: Path, sup
 def plot_filters(W: np.ndarray, path: Path) -> None:
     """First-layer convolution filters ``W`` (O, C, kH, kW), input channel 0 of each."""
     _image_grid(W[:, 0], [f"filter {o}" for o in range(W.shape[0])], path,
-                "First-layer filters", cmap="RdBu_r")
+                "First-layer filters (input channel 0)", cmap="RdBu_r", colorbar="weight")
 
 
 def plot_feature_maps(image: np.ndarray, maps: np.ndarray, path: Path) -> None:
@@ -100,6 +134,49 @@ def plot_feature_maps(image: np.ndarray, maps: np.ndarray, path: Path) -> None:
     _image_grid([image, *maps], ["input"] + [f"map {o}" for o in
                 range(len(maps))], path, "Feature maps of one example (first conv layer)",
                 cmap="viridis")
+
+
+def plot_dynamics(record: Mapping[str, Any], path: Path) -> None:
+    """The training dynamics of :class:`nnscratch.dynamics.TrainingDynamics`: gradient norms,
+    update-to-weight ratios and dead ReLUs per epoch (top), weight histograms over time, one
+    panel per layer (bottom, darker = later)."""
+    from matplotlib import colormaps
+
+    layers = list(record["grad_norm"])
+    n = max(1, len(layers))
+    fig = Figure(figsize=(max(12, 3.2 * n), 7.5), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1])
+    axes = top.subplots(1, 3)
+    epochs = record["epochs"]
+    for key, ax, title, log in (("grad_norm", axes[0], "gradient norm ||dL/dW|| (probe batch)", True),
+                                ("update_ratio", axes[1], "update / weight ||dW|| / ||W|| per epoch",
+                                 True),
+                                ("dead_relu", axes[2], "dead ReLU units (fraction)", False)):
+        for name, values in record[key].items():
+            if values:
+                ax.plot(epochs[-len(values):], values, label=name)
+        ax.set(xlabel="epoch", title=title, yscale="log" if log else "linear")
+        if not log:
+            ax.set_ylim(-0.02, 1.02)
+        _epoch_axis(ax)
+        ax.grid(True, alpha=0.3)
+        if record[key]:
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "no ReLU layers", ha="center", va="center", transform=ax.transAxes)
+    cmap = colormaps["viridis_r"]
+    hax = bottom.subplots(1, n, squeeze=False)[0]
+    for ax, name in zip(hax, layers, strict=False):
+        hists = record["histograms"][name]
+        last = max(1, max((h["epoch"] for h in hists), default=1))
+        for h in hists:
+            edges = np.asarray(h["edges"])
+            ax.stairs(h["counts"], edges, color=cmap(0.15 + 0.85 * h["epoch"] / last),
+                      label=f"epoch {h['epoch']}")
+        ax.set(title=f"weights of {name}", xlabel="weight")
+        ax.legend(fontsize=6)
+    fig.suptitle("Training dynamics per layer")
+    _save(fig, path)
 
 
 def plot_confusion_matrix(cm: np.ndarray, path: Path) -> None:
@@ -180,10 +257,16 @@ def write_report(out: Path, *, history: Mapping[str, Sequence[float]], n_classes
                  extra: Mapping[str, Any],
                  weights: Mapping[str, np.ndarray] | None = None,
                  conv: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
-                 image_shape: Sequence[int] | None = None) -> dict[str, Any]:
+                 image_shape: Sequence[int] | None = None,
+                 dynamics: Mapping[str, Any] | None = None,
+                 train_note: str | None = None,
+                 planned_epochs: int | None = None) -> dict[str, Any]:
     """Write every report file into ``out``; returns the metrics written to metrics.json.
 
-    ``X_test_raw`` rows are pictures of ``image_shape`` (C, H, W) (default: square, grey)."""
+    ``X_test_raw`` rows are pictures of ``image_shape`` (C, H, W) (default: square, grey).
+    ``dynamics`` is a :class:`nnscratch.dynamics.TrainingDynamics` record (``dynamics.png``
+    and metrics.json's ``dynamics``); ``train_note`` how the training accuracy was measured;
+    ``planned_epochs`` the run's planned length (a shorter history is marked interrupted)."""
     out.mkdir(parents=True, exist_ok=True)
     pred_test = proba_test.argmax(axis=1)
     cm = metrics.confusion_matrix(y_test, pred_test, n_classes)
@@ -197,6 +280,11 @@ def write_report(out: Path, *, history: Mapping[str, Sequence[float]], n_classes
         **extra,
         "per_class": metrics.per_class(y_test, pred_test, n_classes),
     }
+    suffix = _interrupted_note(history, planned_epochs)
+    if suffix:
+        result["interrupted_at_epoch"] = len(history["loss"])
+    if dynamics is not None:
+        result["dynamics"] = dict(dynamics)
     write_text_atomic(out / "metrics.json", json.dumps(result, indent=2) + "\n")
     write_history_csv(history, out / "history.csv")
     write_text_atomic(out / "classification_report.txt",
@@ -204,10 +292,14 @@ def write_report(out: Path, *, history: Mapping[str, Sequence[float]], n_classes
     with atomic_write(out / "confusion_matrix.csv", "w") as f:
         np.savetxt(f, cm, fmt="%d", delimiter=",",
                    header=",".join(f"pred_{c}" for c in range(n_classes)), comments="")
-    plot_training_loss(history, out / "training_loss.png")
-    plot_curves(history, out / "training_curves.png")
-    if "lr" in history:
+    plot_training_loss(history, out / "training_loss.png",
+                       ("Training loss" if "val_loss" not in history
+                        else "Training and validation loss") + suffix)
+    plot_curves(history, out / "training_curves.png", train_note, suffix)
+    if "lr" in history and len(set(history["lr"])) > 1:   # no chart for a constant rate
         plot_learning_rate(history, out / "learning_rate.png")
+    if dynamics is not None and dynamics.get("epochs"):
+        plot_dynamics(dynamics, out / "dynamics.png")
     if weights:
         plot_weight_histograms(weights, out / "weight_histograms.png")
     if conv is not None:  # (first-layer filters, one example image, its feature maps)

@@ -52,8 +52,20 @@ def _read_array(path: Path) -> np.ndarray:
             raise InputError(f"{path}: larger than the {MAX_INPUT_BYTES:,} bytes nnscratch reads "
                              "as inputs")
         if path.suffix.lower() == ".npy":
+            with open(path, "rb") as f:
+                magic = f.read(6)
+            if magic != b"\x93NUMPY":
+                raise InputError(f"{path}: is not a NumPy .npy file (it does not start with "
+                                 "the .npy header written by numpy.save); give an array saved "
+                                 "with numpy.save, a .csv/.txt of numbers, or a picture")
             _check_npy(path)
-            return np.load(path, allow_pickle=False)
+            try:
+                return np.load(path, allow_pickle=False)
+            except ValueError as exc:
+                if "pickle" in str(exc):
+                    raise InputError(f"{path}: holds Python objects, not numbers (nnscratch "
+                                     "never unpickles files); save a numeric array") from None
+                raise
         text = path.read_text(encoding="utf-8")
         if not text.strip():
             raise InputError(f"{path}: is empty")

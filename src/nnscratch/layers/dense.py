@@ -28,6 +28,10 @@ class Dense(Layer):
         db = dZ.sum(axis=0)    (n_out,)
         dX = dZ @ W.T          (m, n_in)
 
+    In training with acceleration on, ``nnscratch.accel.kernels.FastDense`` replaces it (the
+    same products into kept buffers), and Dense-ReLU stacks run as one fused step
+    (``nnscratch.accel.dense``).
+
     Parameters
     ----------
     n_in, n_out : int
@@ -40,10 +44,6 @@ class Dense(Layer):
         redraws every layer from its own seeded generator.
     dtype : str
         ``"float32"`` (default) or ``"float64"``.
-
-    In training with acceleration on, ``nnscratch.accel.kernels.FastDense`` replaces it (the
-    same products into kept buffers), and Dense-ReLU stacks run as one fused step
-    (``nnscratch.accel.fastpath``).
     """
 
     _positional = ("n_in", "n_out")
