@@ -32,7 +32,8 @@ from _benchenv import environment, format_blas, nnscratch_worker, spawn_worker, 
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-CONFIGS = [None, *sorted((ROOT / "configs").glob("*.toml"))]
+CONFIGS = [None, *sorted(p for p in (ROOT / "configs").glob("*.toml")
+                         if not p.name.startswith("sweep_"))]   # (sweep grids are not train configs)
 
 
 def _config_model(path):
