@@ -174,7 +174,7 @@ def _bad(tmp_path, zero):
     (["train", "--dtype", "float16"], "--dtype"),
     (["train", "--hidden"], "--hidden"),
     (["frobnicate"], "invalid choice"),
-    (["predict", "{model}"], "required: INPUT"),
+    (["predict", "{model}"], "no INPUT given"),
     (["predict", "{t}/missing.safetensors", "{t}/range.npy"], "no such model file"),
     (["predict", "{t}/model.safetensors", "{t}/range.npy"], "truncated or corrupt"),
     (["evaluate", "{t}/model.safetensors"], "truncated or corrupt"),

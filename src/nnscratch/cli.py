@@ -501,6 +501,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not model.preprocessing:
         print(f"nnscratch predict: note: {args.model} records no preprocessing; its inputs are "
               "read as 8x8 digits and fed to it unscaled (0..16)", file=sys.stderr)
+    raw, names = load_inputs(args.inputs, model.preprocessing)
+    if raw.shape[1] != model.n_features_in:
+        raise InputError(f"{args.model}: expects {model.n_features_in} features per input, "
+                         f"the inputs have {raw.shape[1]}")
+    # (after the inputs have loaded: an error stays the one line it is)
     pictures = [name for name in args.inputs
                 if Path(name).suffix.lower() in IMAGE_SUFFIXES]
     if pictures and input_format(model.preprocessing)[0] == "digits8x8":
@@ -508,10 +513,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
               "blocky, centred digits of its dataset and often misreads photos and drawings. "
               "For your own pictures, use a model trained on MNIST: nnscratch train --config "
               "configs/mnist5k_cnn.toml (needs pip install 'nnscratch[mnist]')", file=sys.stderr)
-    raw, names = load_inputs(args.inputs, model.preprocessing)
-    if raw.shape[1] != model.n_features_in:
-        raise InputError(f"{args.model}: expects {model.n_features_in} features per input, "
-                         f"the inputs have {raw.shape[1]}")
     proba = model.predict_proba(apply_preprocessing(raw, model.preprocessing))
     results = []
     for name, p in zip(names, proba, strict=True):
