@@ -124,7 +124,9 @@ def test_a_second_ctrl_c_exits_at_once_keeping_the_last_checkpoint(tmp_path):
     code, lines = _signal_after(_start("train", *flags, "--out", run), 6, signal.SIGINT,
                                 second=True)
     assert code == 130
-    assert len(lines) == 1 and "interrupted" in lines[0], lines
+    # one line; two when the second signal lands after the first stop has already printed its
+    # line (then the CLI's own one-line "nnscratch: interrupted" follows): a race of timing
+    assert 1 <= len(lines) <= 2 and all("interrupted" in line for line in lines), lines
     ckpts = sorted((run / "checkpoints").glob("*.safetensors"))
     assert ckpts
     from nnscratch import load_model
