@@ -43,6 +43,7 @@ from _benchenv import (
     spawn_worker,
     threads_info,
     torch_info,
+    torch_train,
     torch_twin,
     write_result,
 )
@@ -185,20 +186,13 @@ def run_torch(arch: str, epochs: int, threads: int) -> dict:
     net = _twin(model)
     net.train()
     opt = torch.optim.Adam(net.parameters(), lr=LR)
-    loss_fn = torch.nn.CrossEntropyLoss()
     Xt = torch.from_numpy(np.ascontiguousarray(X.reshape(len(X), *SHAPES[data])))
     yt = torch.from_numpy(y.astype(np.int64))
     rng = np.random.default_rng(0)
     times = []
-    for _ in range(epochs + 1):
+    for _ in range(epochs + 1):   # (the shared eager loop, one timed epoch at a time)
         t0 = time.perf_counter()
-        order = torch.from_numpy(rng.permutation(len(X)))
-        Xs, ys = Xt[order], yt[order]
-        for i in range(0, len(X), BATCH):
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(net(Xs[i:i + BATCH]), ys[i:i + BATCH])
-            loss.backward()
-            opt.step()
+        torch_train(net, opt, Xt, yt, rng, 1, BATCH)
         times.append(time.perf_counter() - t0)
     return {"epoch_seconds": times[1:], "warmup_seconds": times[0], "n_train": len(X),
             "torch": torch_info()}
