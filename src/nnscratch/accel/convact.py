@@ -56,6 +56,7 @@ from ..errors import InputError
 from ..layers import AvgPool2D, Conv2D, LeakyReLU, MaxPool2D, ReLU, Sigmoid, Tanh
 from ..layers.base import Layer
 from . import convact_cols as im2col_
+from . import im2col
 from .threads import parallel_of
 
 #: the activations the block fuses: each is non-decreasing (so max pooling commutes with it)
@@ -122,7 +123,8 @@ class ConvActBlock:
         K = c * kh * kw
         ws: dict[str, Any] = {"K": K, "L": ho * wo * n, "out_hw": (ho, wo)}
         xpad = xp.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype)             # zero border kept
-        win = im2col_.windows(xpad, conv.kernel_size, conv.stride, conv.backend.sliding_window_view)
+        win = im2col.windows(xpad, conv.kernel_size, conv.stride, 1,
+                              conv.backend.sliding_window_view)
         pooled = None
         k = s = 1
         if self.pool is not None:
@@ -366,5 +368,5 @@ class ConvActBlock:
         if ws["offset_major"]:
             im2col_.col2im_offset_major(dcol, dX, *geometry)
         else:
-            par(lambda p: im2col_.col2im(dcol[p], dX[p], *geometry), dX.shape[0], 3 * dcol.size)
+            par(lambda p: im2col.col2im_unpadded(dcol[p], dX[p], *geometry), dX.shape[0], 3 * dcol.size)
         return dX.transpose(3, 0, 1, 2)

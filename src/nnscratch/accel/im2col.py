@@ -48,6 +48,15 @@ def col2im(dcol: np.ndarray, dxp: np.ndarray, kernel_size: Pair, stride: Pair, l
             dxp[(*keep, rows, cols)] += dcol[(*keep, u, v)]
 
 
+def span(offset: int, step: int, pad: int, size: int, n_out: int) -> tuple[slice, slice]:
+    """Output positions ``i < n_out`` with ``0 <= step*i + offset - pad < size``, as the pair
+    (target slice in the unpadded image, source slice of i)."""
+    lo = max(0, -(-(pad - offset) // step))
+    hi = min(n_out, (size - 1 + pad - offset) // step + 1)
+    first = step * lo + offset - pad
+    return slice(first, first + step * (hi - lo - 1) + 1, step), slice(lo, hi)
+
+
 def col2im_unpadded(dcol: np.ndarray, dX: np.ndarray, kernel_size: Pair, stride: Pair,
                     padding: Pair, xp: Any) -> None:
     """``dX`` (C, H, W, N) = col2im of ``dcol`` (C, kH, kW, Ho, Wo, N) without the padded
@@ -59,13 +68,6 @@ def col2im_unpadded(dcol: np.ndarray, dX: np.ndarray, kernel_size: Pair, stride:
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
     _, h, w, _ = dX.shape
     ho, wo = dcol.shape[3:5]
-
-    def span(offset: int, step: int, pad: int, size: int, n_out: int) -> tuple[slice, slice]:
-        # output positions i with 0 <= step*i + offset - pad < size: (target, source) slices
-        lo = max(0, -(-(pad - offset) // step))
-        hi = min(n_out, (size - 1 + pad - offset) // step + 1)
-        first = step * lo + offset - pad
-        return slice(first, first + step * (hi - lo - 1) + 1, step), slice(lo, hi)
 
     spans_h = [span(u, sh, ph, h, ho) for u in range(kh)]
     spans_w = [span(v, sw, pw, w, wo) for v in range(kw)]
