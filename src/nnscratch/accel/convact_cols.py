@@ -28,7 +28,8 @@ def col2im_offset_major(dcol: Any, dX: Any, kernel_size: Pair, stride: Pair, pad
                         xp: Any) -> None:
     """:func:`~nnscratch.accel.im2col.col2im_unpadded` for a ``dcol`` whose output pixels are
     in the offset-major order of :func:`offset_major`, (C, kH, kW, k, k, Hp, Wp, N): the same
-    sum, one strided add per kernel offset ``(u, v)`` and pooling-window offset ``(a, b)`` (output pixel ``(k*i + a, k*j + b)``
+    sum, one strided add per kernel offset ``(u, v)`` and pooling-window offset ``(a, b)``
+    (output pixel ``(k*i + a, k*j + b)``
     lands at ``(sh*(k*i + a) + u - ph, sw*(k*j + b) + v - pw)``)."""
     kh, kw, k, _, hp, wp = dcol.shape[1:7]
     (sh, sw), (ph, pw) = stride, padding
