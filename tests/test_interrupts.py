@@ -152,3 +152,47 @@ def test_cv_interrupted(tmp_path):
 
 def test_report():
     print(f"\nsignal tests passed: {len(RESULTS)}: " + "; ".join(RESULTS))
+
+
+def _two_signals_while_writing(path, write_between):
+    """In this process: arm the handlers, send SIGINT (asks to stop), then a second SIGINT from
+    inside an atomic write (after ``write_between`` bytes). Returns where KeyboardInterrupt was
+    raised: 'inside' the write or 'after' it."""
+    from nnscratch import interrupts
+    from nnscratch.io import atomic_write
+
+    where = "nowhere"
+    with interrupts.handle_signals():
+        os.kill(os.getpid(), signal.SIGINT)
+        assert interrupts.requested() == signal.SIGINT
+        try:
+            with atomic_write(path, "wb") as f:
+                f.write(b"a" * write_between)
+                try:
+                    os.kill(os.getpid(), signal.SIGINT)   # handler runs before the next line
+                    f.write(b"b")
+                except KeyboardInterrupt:
+                    where = "inside"
+                    raise
+        except KeyboardInterrupt:
+            where = "after" if where == "nowhere" else where
+    return where
+
+
+def test_a_second_signal_during_a_file_write_waits_for_the_write(tmp_path):
+    path = tmp_path / "epoch0006.safetensors"
+    assert _two_signals_while_writing(path, 5) == "after"
+    assert path.read_bytes() == b"aaaaab"                 # the file is whole
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]   # and no temporary file left
+
+
+def test_a_second_signal_outside_a_write_is_raised_at_once():
+    from nnscratch import interrupts
+
+    with interrupts.handle_signals():
+        os.kill(os.getpid(), signal.SIGINT)
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):   # the handler runs between bytecodes: it has by now
+                pass
+    assert not interrupts.requested() and not interrupts.PENDING[0]

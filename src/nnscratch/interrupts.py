@@ -6,7 +6,9 @@ signal only sets :data:`STOP`; the fit loop (:func:`nnscratch.training.fit`, its
 the accelerated plans in :mod:`nnscratch.accel.planner`) looks at it after every batch, puts the
 run back where the epoch began and raises :class:`TrainingInterrupted`, which carries what a
 checkpoint needs. A second signal raises ``KeyboardInterrupt`` at once: the last complete
-checkpoint stays (files are written atomically).
+checkpoint stays (files are written atomically). A second signal that lands while a file is
+being written (inside :func:`deferred`, which :func:`nnscratch.io.atomic_write` enters) waits for
+the write to finish or be undone, so that no temporary file is left behind.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ STOP = [0]
 #: ``ARMED[0]``: True while :func:`handle_signals` is active (the fit loop then keeps what it
 #: needs to put an interrupted epoch back)
 ARMED = [False]
+#: ``DEFER[0]``: how many :func:`deferred` blocks are open; ``PENDING[0]``: a second signal that
+#: arrived inside one and is raised when the outermost one closes
+DEFER = [0]
+PENDING = [0]
 
 
 class TrainingInterrupted(NNScratchError):
@@ -55,15 +61,33 @@ def handle_signals() -> Iterator[None]:
         return
 
     def handler(signum: int, frame: Any) -> None:
-        if STOP[0]:          # the second one: stop now
+        if STOP[0]:          # the second one: stop now (after a file write, see deferred())
+            if DEFER[0]:
+                PENDING[0] = signum
+                return
             raise KeyboardInterrupt
         STOP[0] = signum
 
     old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    STOP[0], ARMED[0] = 0, True
+    STOP[0], ARMED[0], PENDING[0] = 0, True, 0
     try:
         yield
     finally:
         for s, h in old.items():
             signal.signal(s, h)
         STOP[0], ARMED[0] = 0, False
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """A block that a second signal does not cut short: it is raised (``KeyboardInterrupt``)
+    when the block ends. Only matters while :func:`handle_signals` is active."""
+    DEFER[0] += 1
+    try:
+        yield
+    finally:
+        DEFER[0] -= 1
+        if not DEFER[0] and PENDING[0]:
+            PENDING[0] = 0
+            if ARMED[0]:
+                raise KeyboardInterrupt

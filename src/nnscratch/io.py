@@ -31,6 +31,7 @@ from typing import IO, Any
 import numpy as np
 
 from .errors import ModelFileError
+from .interrupts import deferred
 
 FORMAT = "nnscratch"
 #: the version this code writes ("major.minor"); it reads every major in READ_MAJORS
@@ -66,11 +67,18 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) -
     Writes to a temporary file in the same folder, flushes and fsyncs it, renames it over
     ``path`` (``os.replace``) and fsyncs the folder. If the block raises, ``path`` is untouched
     and the temporary file removed. ``mode`` is ``"w"`` or ``"wb"``; ``kwargs`` go to ``open``
-    (``newline=""``, ``encoding``...).
+    (``newline=""``, ``encoding``...). While the CLI handles Ctrl-C, a second Ctrl-C waits for
+    the write to end (:func:`nnscratch.interrupts.deferred`), so it never leaves a temporary file.
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write mode must be 'w' or 'wb', got {mode!r}")
-    path = Path(path)
+    with deferred():
+        with _atomic_write(Path(path), mode, **kwargs) as f:
+            yield f
+
+
+@contextmanager
+def _atomic_write(path: Path, mode: str, **kwargs: Any) -> Iterator[IO[Any]]:
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")

@@ -38,7 +38,8 @@ def check_features(X: object, n_features: int | None, dtype: np.dtype, name: str
         raise InputError(
             f"{name} has {arr.shape[1]} features per sample, the model expects {n_features}"
         )
-    cast = np.asarray(arr, dtype=dtype)  # no copy when it already is
+    with np.errstate(over="ignore", invalid="ignore"):  # too-large values are reported below
+        cast = np.asarray(arr, dtype=dtype)  # no copy when it already is
     if not np.isfinite(cast).all():  # one check on the hot path; the message is worked out after
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():
             raise InputError(f"{name} contains NaN or infinite values")
