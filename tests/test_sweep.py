@@ -164,11 +164,10 @@ def test_scheduler_without_dask_says_what_to_install(monkeypatch, grid4, tmp_pat
     assert "pip install 'nnscratch[dask]'" in err
 
 
-@pytest.mark.slow   # (distributed retries for 20 s before it gives up)
 def test_unreachable_scheduler_is_one_line(grid4, tmp_path):
     pytest.importorskip("distributed")
     proc = _nnscratch("sweep", "--grid", grid4, "--scheduler", f"tcp://127.0.0.1:{_free_port()}",
-                      "--out", tmp_path / "x", timeout=120)
+                      "--scheduler-timeout", "2", "--out", tmp_path / "x", timeout=120)
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
     assert "cannot connect" in proc.stderr
 

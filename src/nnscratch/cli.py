@@ -202,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local worker processes (default: one per CPU core)")
     s.add_argument("--scheduler", metavar="tcp://HOST:PORT",
                    help="run on this Dask scheduler's workers (pip install 'nnscratch[dask]')")
+    s.add_argument("--scheduler-timeout", type=_positive_float, default=20.0, metavar="SECONDS",
+                   help="how long to try to reach --scheduler before giving up (default 20)")
     s.add_argument("--out", type=Path, default=None, help="results folder (default "
                    "runs/<timestamp>)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -624,7 +626,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     out = _run_dir(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a directory")
-    client = sw.dask_client(args.scheduler) if args.scheduler else None
+    client = (sw.dask_client(args.scheduler, args.scheduler_timeout) if args.scheduler
+              else None)
     try:
         cfg0 = train_config(fixed)
         X_raw, y, info = load_whole(cfg0["dataset"])

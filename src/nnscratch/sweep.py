@@ -245,15 +245,15 @@ def plot(rows: list[dict[str, Any]], keys: list[str], path: Path, title: str) ->
     fig.savefig(path, dpi=110)
 
 
-def dask_client(address: str) -> Any:
+def dask_client(address: str, timeout: float = 20.0) -> Any:
     """A ``distributed.Client`` connected to ``address``; InputError when Dask is missing or the
-    scheduler does not answer."""
+    scheduler does not answer within ``timeout`` seconds."""
     try:
         from distributed import Client
     except ImportError:
         raise InputError("--scheduler needs Dask: pip install 'nnscratch[dask]'") from None
     try:
-        return Client(address, timeout="20s")
+        return Client(address, timeout=f"{timeout}s")
     except (OSError, TimeoutError, ValueError) as exc:
         raise InputError(f"--scheduler {address}: cannot connect ({exc})") from None
 

@@ -308,14 +308,9 @@ def _load(server, clients: int, duration: float) -> list[dict]:
 
 
 def test_load_short_32_clients(server):
-    """bench/serve_load.py for 3 s a model: no errors, every answer the one the request got alone."""
+    """bench/serve_load.py for 3 s a model: no errors, every answer the one the request got alone.
+    (The 30 s run of issue 17 is the benchmark's: ``python bench/serve_load.py``.)"""
     for r in _load(server, clients=32, duration=3.0):
         print(f"\nload {r}")
         assert r["requests"] >= 32 and r["errors"] == 0 and r["mismatches"] == 0, r
 
-
-@pytest.mark.slow
-def test_load_30_s_32_clients(server):
-    for r in _load(server, clients=32, duration=30.0):
-        print(f"\nload {r}")
-        assert r["errors"] == 0 and r["mismatches"] == 0, r
