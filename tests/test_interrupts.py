@@ -16,6 +16,7 @@ import pytest
 from safetensors.numpy import load_file
 
 SEED_MLP = ["--hidden", "32", "--quiet"]
+TRAIN = [*SEED_MLP, "--no-dynamics"]   # (the dynamics change no result: test_dynamics.py)
 RESULTS: list[str] = []
 
 
@@ -68,7 +69,7 @@ def _resume(run):
                          ids=["sigint-fused", "sigterm-fused", "sigint-plain-loop"])
 def test_signal_checkpoints_and_resume_gives_the_same_weights(tmp_path, sig, status, accel):
     epochs = 400 if accel else 150
-    flags = [*SEED_MLP, "--epochs", str(epochs), "--dtype", "float64",
+    flags = [*TRAIN, "--epochs", str(epochs), "--dtype", "float64",
              "--accelerate" if accel else "--no-accelerate"]
     killed, whole = tmp_path / "killed", tmp_path / "whole"
     code, lines = _signal_after(_start("train", *flags, "--out", killed), 5, sig)
@@ -97,7 +98,7 @@ def test_early_stopping_resumes_to_the_same_epoch_and_weights(tmp_path):
     flags = ["--arch", "cnn", "--channels", "4", "--hidden", "16", "--augment", "1",
              "--dropout", "0.1", "--optimizer", "adam", "--lr", "0.01", "--epochs", "200",
              "--early-stopping", "2", "--validation-split", "0.2", "--batch-size", "64",
-             "--quiet"]
+             "--quiet", "--no-dynamics"]
     killed, whole = tmp_path / "killed", tmp_path / "whole"
     full = _start("train", *flags, "--out", whole)
     err = full.communicate()[1]
@@ -120,10 +121,12 @@ def test_early_stopping_resumes_to_the_same_epoch_and_weights(tmp_path):
 
 def test_a_second_ctrl_c_exits_at_once_keeping_the_last_checkpoint(tmp_path):
     run = tmp_path / "run"
-    flags = [*SEED_MLP, "--epochs", "400", "--checkpoint-every", "2"]
+    flags = [*TRAIN, "--epochs", "400", "--checkpoint-every", "2"]
     code, lines = _signal_after(_start("train", *flags, "--out", run), 6, signal.SIGINT,
                                 second=True)
-    assert code == 130
+    # 130; or death by the signal itself (-2, which a shell also shows as 130) when the second
+    # one lands as Python exits, after the first stop has written and printed everything
+    assert code in (130, -signal.SIGINT), code
     # one line; two when the second signal lands after the first stop has already printed its
     # line (then the CLI's own one-line "nnscratch: interrupted" follows): a race of timing
     assert 1 <= len(lines) <= 2 and all("interrupted" in line for line in lines), lines
