@@ -107,7 +107,7 @@ class FastDense(Kernel):
 
 
 class FastReLU(Kernel):
-    """:class:`~nnscratch.layers.ReLU` into kept buffers, its mask a float ``sign(A)``."""
+    """:class:`~nnscratch.layers.ReLU` into kept buffers, its mask taken from the output."""
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         xp = self.xp
@@ -121,8 +121,8 @@ class FastReLU(Kernel):
 
     def _make_workspace(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
         xp = self.xp
-        ws = self._workspace[x.shape] = (xp.empty_like(x), xp.empty_like(x), xp.empty_like(x),
-                                         xp.zeros_like(x))
+        ws = self._workspace[x.shape] = (xp.empty_like(x), xp.empty_like(x, dtype=bool),
+                                         xp.empty_like(x), xp.zeros_like(x))
         return ws  # A, mask, dZ, zeros
 
     def backward(self, grad_y: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
@@ -130,9 +130,8 @@ class FastReLU(Kernel):
             return None
         a, mask, dx, _ = self._ws
         # Plain form: dx = grad_y * (z > 0). Since A > 0 exactly where Z > 0, the mask is taken
-        # from the output: sign(a) is 1 where a > 0 and 0 where a == 0 (a >= 0), and a float mask
-        # multiplies faster than a boolean one.
-        self.xp.sign(a, out=mask)
+        # from the output (a boolean mask: NumPy's float sign(a) takes twice as long)
+        self.xp.greater(a, 0, out=mask)
         self.xp.multiply(grad_y, mask, out=dx)
         return dx
 
