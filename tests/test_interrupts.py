@@ -199,3 +199,24 @@ def test_a_second_signal_outside_a_write_is_raised_at_once():
             for _ in range(1000):   # the handler runs between bytecodes: it has by now
                 pass
     assert not interrupts.requested() and not interrupts.PENDING[0]
+
+
+_LATE_CTRL_C = """
+import atexit, os, signal, sys, time
+from nnscratch.{module} import main
+# an exit handler that is still running when a Ctrl-C lands (as multiprocessing's may be)
+atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(0.5)))
+sys.argv = ["nnscratch", "--version"]
+sys.exit(main())
+"""
+
+
+@pytest.mark.parametrize("module,quiet", [("__main__", True), ("cli", False)],
+                         ids=["the-command", "control-without-the-reset"])
+def test_a_ctrl_c_while_python_exits_prints_no_traceback(module, quiet):
+    proc = subprocess.run([sys.executable, "-c", _LATE_CTRL_C.format(module=module)],
+                          capture_output=True, text=True, timeout=60)
+    if quiet:   # the command: ended by the signal itself, quietly
+        assert proc.returncode == -signal.SIGINT and "Traceback" not in proc.stderr, proc.stderr
+    else:       # cli.main alone keeps Python's handler: the late Ctrl-C raises in the exit handler
+        assert "KeyboardInterrupt" in proc.stderr, proc.stderr

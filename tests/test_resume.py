@@ -19,7 +19,8 @@ from nnscratch.layers import Dense, ReLU
 from nnscratch.optim import SGD
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "digits_mlp.toml"
-FLAGS = ["--config", str(CONFIG), "--epochs", "150", "--checkpoint-every", "10", "--quiet"]
+FLAGS = ["--config", str(CONFIG), "--epochs", "150", "--checkpoint-every", "10", "--quiet",
+         "--no-dynamics"]
 
 
 def _train(*args):

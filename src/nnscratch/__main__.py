@@ -10,7 +10,17 @@ def main() -> int:
     enable_threads(quiet=True)
     from .cli import main as cli_main
 
-    return cli_main()
+    try:
+        return cli_main()
+    finally:
+        # the command's work is done (files written, its line printed), or it is exiting (e.g.
+        # --help): a Ctrl-C that lands while Python shuts down (its exit handlers run) ends the
+        # process at once, without a traceback
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 if __name__ == "__main__":
