@@ -20,10 +20,17 @@ TRAIN = [*SEED_MLP, "--no-dynamics"]   # (the dynamics change no result: test_dy
 RESULTS: list[str] = []
 
 
+def as_in_a_terminal() -> None:
+    """For ``preexec_fn``: the child starts with SIGINT at its default, as in a terminal (a test
+    run started in the background of a script inherits SIGINT ignored, and so would the child)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(*args):
     env = {**os.environ, "NNSCRATCH_PROGRESS": "1"}
     return subprocess.Popen([sys.executable, "-m", "nnscratch", *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=as_in_a_terminal)
 
 
 def _signal_after(proc, epoch: int, sig: int, second: bool = False) -> tuple[int, list[str]]:
@@ -215,7 +222,7 @@ sys.exit(main())
                          ids=["the-command", "control-without-the-reset"])
 def test_a_ctrl_c_while_python_exits_prints_no_traceback(module, quiet):
     proc = subprocess.run([sys.executable, "-c", _LATE_CTRL_C.format(module=module)],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, preexec_fn=as_in_a_terminal)
     if quiet:   # the command: ended by the signal itself, quietly
         assert proc.returncode == -signal.SIGINT and "Traceback" not in proc.stderr, proc.stderr
     else:       # cli.main alone keeps Python's handler: the late Ctrl-C raises in the exit handler
