@@ -373,8 +373,6 @@ def _train_and_report(out: Path, cfg: dict[str, Any], model: Sequential, optimiz
     seconds = time.perf_counter() - start
     out.mkdir(parents=True, exist_ok=True)  # only now: a failed run leaves no empty folder
     model.save(out / "model.safetensors")  # first, so a failing plot never loses the model
-    from .report import write_report  # matplotlib: imported only when a report is written
-
     extra = {"epochs": len(history), "train_seconds": round(seconds, 4), "seed": cfg["seed"],
              "config": cfg, "split": split.info, "blas": _blas_info(),
              "nnscratch_version": __version__, "device": model.device}
@@ -384,7 +382,7 @@ def _train_and_report(out: Path, cfg: dict[str, Any], model: Sequential, optimiz
                                                    for la in model.layers)),
                                    ("augmentation", bool(cfg.get("augment")))) if on]
     try:
-        result = _write_report(write_report, out, model, history, split, X_train, X_test, extra,
+        result = _write_report(out, model, history, split, X_train, X_test, extra,
                                watcher.record if watcher else None,
                                " and ".join(noted) + " on" if noted else None, cfg["epochs"])
     except KeyboardInterrupt:   # the model is saved; say that the report is not complete
@@ -405,9 +403,11 @@ def _train_and_report(out: Path, cfg: dict[str, Any], model: Sequential, optimiz
     return 0
 
 
-def _write_report(write_report: Any, out: Path, model: Sequential, history: History, split: Any,
+def _write_report(out: Path, model: Sequential, history: History, split: Any,
                   X_train: np.ndarray, X_test: np.ndarray, extra: dict[str, Any],
                   dynamics: Any, train_note: str | None, planned: int) -> dict[str, Any]:
+    from .report import write_report  # matplotlib: imported only when a report is written
+
     return write_report(out, history=history.history, n_classes=model.n_outputs,
                         y_train=split.y_train, image_shape=split.info.get("input_shape"),
                         pred_train=model.predict(X_train), y_test=split.y_test,
@@ -508,8 +508,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise InputError(f"{args.model}: expects {model.n_features_in} features per input, "
                          f"the inputs have {raw.shape[1]}")
     # (after the inputs have loaded: an error stays the one line it is)
-    pictures = [name for name in args.inputs
-                if Path(name).suffix.lower() in IMAGE_SUFFIXES]
+    pictures = any(Path(name).suffix.lower() in IMAGE_SUFFIXES for name in args.inputs)
     if pictures and input_format(model.preprocessing)[0] == "digits8x8":
         print(f"nnscratch predict: note: {args.model} is an 8x8 digits model: it knows the "
               "blocky, centred digits of its dataset and often misreads photos and drawings. "

@@ -73,7 +73,13 @@ class TrainingDynamics(Callback):
                 for name, layer in self._weighted()}
 
     def on_train_begin(self, epochs: int) -> None:
-        self._epochs = epochs
+        model = self.model
+        # the probe batch on the model's device and in its dtype, once: (N, C, H, W) images for
+        # an image model (as Sequential.forward reshapes rows of C*H*W numbers)
+        x = np.asarray(self.X_probe, dtype=model.dtype)
+        if len(model.input_shape) > 1 and x.ndim == 2:
+            x = x.reshape(x.shape[0], *model.input_shape)
+        self._x, self._y = model.backend.asarray(x), model.backend.asarray(self.y_probe)
         start = len(self.run.get("history", ()) or ())
         todo = max(1, epochs - start)
         step = max(1, todo // self.n_histograms)
@@ -91,12 +97,14 @@ class TrainingDynamics(Callback):
         if start == 0:
             self._histograms(0, self._before)
 
+    def _histogram(self, epoch: int, w: np.ndarray) -> dict[str, Any]:
+        counts, edges = np.histogram(w, bins=self.bins)
+        return {"epoch": epoch, "counts": counts.tolist(),
+                "edges": [float(f"{e:.6g}") for e in edges]}
+
     def _histograms(self, epoch: int, weights: dict[str, np.ndarray]) -> None:
         for name, w in weights.items():
-            counts, edges = np.histogram(w, bins=self.bins)
-            self.record["histograms"][name].append(
-                {"epoch": epoch, "counts": counts.tolist(),
-                 "edges": [float(f"{e:.6g}") for e in edges]})
+            self.record["histograms"][name].append(self._histogram(epoch, w))
 
     def _probe(self) -> tuple[dict[str, float], dict[str, float]]:
         """Gradient norms and dead-ReLU fractions on the probe batch, training left untouched."""
@@ -105,10 +113,7 @@ class TrainingDynamics(Callback):
         saved = [{k: model.xp.array(v, copy=True) for k, v in layer.state.items()}
                  for layer in model.layers]
         try:
-            h = model.backend.asarray(np.asarray(self.X_probe, dtype=model.dtype))
-            if getattr(model, "_image_input", False) and h.ndim == 2:
-                h = h.reshape(h.shape[0], *model.input_shape)
-            dead = {}
+            h, dead = self._x, {}
             relus = dict(self._relus())
             for i, layer in enumerate(model.layers):
                 h = layer.forward(h, True)
@@ -116,10 +121,8 @@ class TrainingDynamics(Callback):
                     alive = model.backend.to_numpy(h != 0)
                     axes = tuple(a for a in range(alive.ndim) if a != 1)
                     dead[relus[i]] = float(1.0 - alive.any(axis=axes).mean())
-            self.loss.forward(h, model.backend.asarray(self.y_probe))
-            g = self.loss.backward()
-            for layer in reversed(model.layers):
-                g = layer.backward(g)
+            self.loss.forward(h, self._y)
+            model.backward(self.loss.backward())
             grads = {name: _norm(model.backend.to_numpy(layer.grads["W"]))
                      for name, layer in self._weighted()}
         finally:
@@ -157,6 +160,4 @@ class TrainingDynamics(Callback):
             final = self._weights()
             for name, hists in rec["histograms"].items():
                 if not hists or hists[-1]["epoch"] != last:
-                    counts, edges = np.histogram(final[name], bins=self.bins)
-                    hists.append({"epoch": last, "counts": counts.tolist(),
-                                  "edges": [float(f"{e:.6g}") for e in edges]})
+                    hists.append(self._histogram(last, final[name]))
