@@ -155,6 +155,31 @@ def test_batchnorm(shape, last, rng):
     _compare(lambda: BatchNorm(shape[1], momentum=0.3, dtype="float64"), x, rng, last=last, steps=3)
 
 
+@pytest.mark.parametrize("shape", [(4, 3, 5, 6), (1, 2, 1, 3), (2, 1, 1, 1), (64, 8, 7, 7)])
+@pytest.mark.parametrize("last", [False, True])
+def test_global_avg_pool(shape, last, rng):
+    x = rng.standard_normal(shape) * 3 + 1
+    _compare(GlobalAvgPool2D, x, rng, last=last, steps=2)
+
+
+def test_global_avg_pool_sums_batch_last_maps_and_broadcasts_its_gradient(rng):
+    """The batch-last path is taken (a product, not the layer's strided mean) and its gradient
+    is a broadcast view, read-only, with the strides of batch-last maps; the values are the
+    layer's (``_compare`` above), and a wrong share would show there."""
+    x = _last(rng.standard_normal((5, 3, 4, 6)))
+    kernel = K.FastGlobalAvgPool2D(GlobalAvgPool2D())
+    y = kernel.forward(x, True)
+    np.testing.assert_allclose(y, x.mean(axis=(2, 3)), rtol=1e-12)
+    assert y.shape == (5, 3) and y.T.flags.c_contiguous        # the (C, N) sums, viewed
+    g = rng.standard_normal((5, 3))
+    dx = kernel.backward(g)
+    assert dx.shape == x.shape and not dx.flags.writeable
+    assert dx.strides[2:] == (0, 0) and dx.strides[0] == dx.itemsize     # batch-last, no copy
+    np.testing.assert_array_equal(dx, np.broadcast_to(g[:, :, None, None] / 24, x.shape))
+    with pytest.raises(nnscratch.InputError, match="GlobalAvgPool2D expects"):
+        kernel.forward(np.ones((2, 3)), True)
+
+
 def _dropout_pair(p, seed):
     def make():
         layer = Dropout(p)
@@ -185,13 +210,13 @@ def test_float32_kernels_match_float32_layers(rng):
 def test_registry_is_for_exact_types():
     assert K.KERNELS == {Dense: K.FastDense, ReLU: K.FastReLU, Conv2D: K.FastConv2D,
                          MaxPool2D: K.FastMaxPool2D, BatchNorm: K.FastBatchNorm,
-                         Dropout: K.FastDropout}
+                         Dropout: K.FastDropout, GlobalAvgPool2D: K.FastGlobalAvgPool2D}
 
     class MyReLU(ReLU):
         pass
     assert K.kernel_for(MyReLU()) is None
     assert isinstance(K.kernel_for(ReLU()), K.FastReLU)
-    for layer in (Flatten(), AvgPool2D(2), GlobalAvgPool2D(), GELU()):
+    for layer in (Flatten(), AvgPool2D(2), GELU()):
         assert K.kernel_for(layer) is None
     assert repr(K.kernel_for(ReLU())) == "FastReLU(ReLU())"
 

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..layers import BatchNorm, Conv2D, Dense, Dropout, Layer, MaxPool2D, ReLU
+from ..layers import BatchNorm, Conv2D, Dense, Dropout, GlobalAvgPool2D, Layer, MaxPool2D, ReLU
 from . import im2col
 from .layout import batch_last, empty_images
 from .threads import parallel_of
@@ -621,10 +621,56 @@ class FastDropout(Kernel):
         return self.xp.multiply(grad_y, self._scale, out=self._workspace[grad_y.shape]["dx"])
 
 
+class FastGlobalAvgPool2D(Kernel):
+    r""":class:`~nnscratch.layers.GlobalAvgPool2D` on batch-last maps, with a backward that
+    copies nothing.
+
+    Forward: ``Y[n, c] = sum over (h, w) of X[n, c, h, w] / (H*W)``. The layer takes the mean
+    over the last two axes of the (N, C, H, W) array, which for a batch-last input (a view of
+    (C, H, W, N) memory, as a batch-last convolution or conv block returns) is a reduction over
+    strided values. Here that memory is read as a (C, H*W, N) array and summed over its middle
+    axis with one matrix product, ``ones(H*W) @ X3`` per channel, into (C, N); the output is
+    its (N, C) view. Other layouts take the layer's own ``mean``.
+
+    Backward: ``dX = dY[:, :, None, None] / (H*W)`` at every pixel. The layer writes that into a
+    new (N, C, H, W) array; here it is a read-only broadcast view of ``dY / (H*W)`` with the
+    batch-last strides (the numbers of one (n, c) repeated over (h, w) without being stored),
+    which the stage before reads as it would the copy. The results are those of the layer to
+    rounding (the sums are added in another order).
+    """
+
+    layer: GlobalAvgPool2D
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        if x.ndim != 4:
+            raise InputError(f"GlobalAvgPool2D expects (N, C, H, W) images, got shape {x.shape}")
+        n, c, h, w = x.shape
+        if training:
+            self._shape = x.shape
+        if not batch_last(x) or h * w == 0:
+            return x.mean(axis=(2, 3))
+        xp = self.xp
+        x3 = x.transpose(1, 2, 3, 0).reshape(c, h * w, n)     # a view of the memory
+        ones = self._workspace.get(("ones", h * w, x.dtype))
+        if ones is None:
+            ones = self._workspace["ones", h * w, x.dtype] = xp.ones(h * w, x.dtype)
+        y = xp.matmul(ones, x3)                                 # (C, N): the sums
+        xp.divide(y, h * w, out=y)                              # the means
+        return y.T
+
+    def backward(self, grad_y: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        if not input_grad:
+            return None
+        n, c, h, w = self._shape
+        share = self.xp.empty((c, n), grad_y.dtype)             # (C, N), rows of N numbers:
+        self.xp.divide(grad_y.T, h * w, out=share)              #   each pixel's share
+        return self.xp.broadcast_to(share[:, None, None, :], (c, h, w, n)).transpose(3, 0, 1, 2)
+
+
 #: layer class -> kernel class, for exact types (a subclass of a layer gets no kernel)
 KERNELS: dict[type[Layer], type[Kernel]] = {
     Dense: FastDense, ReLU: FastReLU, Conv2D: FastConv2D, MaxPool2D: FastMaxPool2D,
-    BatchNorm: FastBatchNorm, Dropout: FastDropout,
+    BatchNorm: FastBatchNorm, Dropout: FastDropout, GlobalAvgPool2D: FastGlobalAvgPool2D,
 }
 
 

@@ -230,6 +230,10 @@ class FusedEpochs:
         self.model, self.fused, self.optimizer = model, fused, optimizer
         self.y, self.ys = y, model.xp.empty_like(y)
         self.take_rows = take_rows_of(model.backend)
+        # the parameters at the start of the epoch, for the rerun with the shift: one copy of
+        # the model's flat buffer, kept (the fused epochs train views of that buffer)
+        ((self.params, _),) = model.parameters()
+        self.saved = model.xp.empty_like(self.params)
 
     def run_epoch(self, perm: Any, rng: np.random.Generator) -> tuple[float, float]:
         fused, optimizer = self.fused, self.optimizer
@@ -237,23 +241,18 @@ class FusedEpochs:
         if perm is not None:
             self.take_rows(self.y, perm, self.ys)
             labels = self.ys
-
-        def epoch() -> tuple[bool, float, float]:   # (in range, loss, accuracy)
-            return fused.figures(fused.run(perm, optimizer), labels)
-
         if fused.safe:
-            return epoch()[1:]
-        params = [p.copy() for p, _ in self.model.parameters()]
+            return fused.figures(fused.run(perm, optimizer), labels)[1:]
+        self.model.xp.copyto(self.saved, self.params)
         scalars, arrays = optimizer.state_dict()
-        arrays = {name: a.copy() for name, a in arrays.items()}
-        in_range, loss, accuracy = epoch()
+        arrays = {name: a.copy() for name, a in arrays.items()} if arrays else arrays
+        in_range, loss, accuracy = fused.figures(fused.run(perm, optimizer), labels)
         if in_range:
             return loss, accuracy
-        for (p, _), saved in zip(self.model.parameters(), params, strict=True):
-            p[...] = saved
+        self.model.xp.copyto(self.params, self.saved)
         optimizer.load_state_dict(scalars, arrays)
         fused.safe = True
-        return epoch()[1:]
+        return fused.figures(fused.run(perm, optimizer), labels)[1:]
 
 
 def plan_training(model: Any, loss: Any, optimizer: Any, X: Any, y: Any, Y: Any,

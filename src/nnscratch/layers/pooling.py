@@ -117,7 +117,8 @@ class AvgPool2D(_Pool2D):
 
     Backward: each window's gradient is shared equally, ``dY / k**2``, by its ``k**2`` inputs;
     overlapping windows add up. Both loop over the ``k*k`` window offsets, as :class:`MaxPool2D`.
-    No accelerated kernel replaces it.
+    In accelerated training, after a ``Conv2D`` and its activation it is part of
+    :class:`nnscratch.accel.convact.ConvActBlock`; elsewhere it runs as it is (no kernel).
     """
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
@@ -150,7 +151,9 @@ class GlobalAvgPool2D(Layer):
     r"""Mean over each channel's whole image: (N, C, H, W) -> (N, C).
 
     Forward: ``Y[n, c] = X[n, c].mean()``. Backward: ``dX = dY[:, :, None, None] / (H * W)`` at
-    every pixel. No accelerated kernel replaces it.
+    every pixel. In accelerated training and prediction
+    :class:`nnscratch.accel.kernels.FastGlobalAvgPool2D` replaces it (the sums of batch-last maps
+    as one product, and the gradient as a broadcast view instead of a copy).
     """
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
