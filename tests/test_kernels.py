@@ -49,7 +49,7 @@ def _randomise(layer, rng):
         layer.params["gamma"][...] = rng.uniform(0.5, 2, layer.num_features) * rng.choice([-1, 1])
 
 
-def _compare(make_layer, x, rng, exact=False, last=False, steps=2):
+def _compare(make_layer, x, rng, exact=False, last=False, steps=2, views=False):
     """Run a fresh layer and its kernel (on a twin layer) side by side for ``steps`` training
     steps and one prediction, comparing everything."""
     layer, twin = make_layer(), make_layer()
@@ -76,10 +76,13 @@ def _compare(make_layer, x, rng, exact=False, last=False, steps=2):
         assert kernel.backward(_layout(g, last), input_grad=False) is None
         for name in layer.grads:   # (grads are still filled without the input gradient)
             check(twin.grads[name], layer.grads[name])
-    pred = kernel.forward(_layout(x, last), training=False)
+    x_in = _layout(x, last)
+    pred = kernel.forward(x_in, training=False)
     check(pred, layer.forward(x, training=False))
-    again = kernel.forward(_layout(x, last), training=False)
-    assert not np.shares_memory(pred, again) or pred is again is x   # fresh arrays (Dropout: x)
+    again = kernel.forward(x_in, training=False)
+    # fresh arrays (Dropout: x; Flatten (``views``): views of x, as the layer's own)
+    assert (not np.shares_memory(pred, again) or pred is again is x
+            or (views and np.shares_memory(pred, x_in)))
 
 
 def _conv_cases(count):
@@ -180,6 +183,42 @@ def test_global_avg_pool_sums_batch_last_maps_and_broadcasts_its_gradient(rng):
         kernel.forward(np.ones((2, 3)), True)
 
 
+@pytest.mark.parametrize("shape", [(4, 3, 5, 6), (1, 2, 3, 3), (5, 7), (3, 2, 4)])
+@pytest.mark.parametrize("last", [False, True])
+def test_flatten_bit_for_bit(shape, last, rng):
+    _compare(Flatten, rng.standard_normal(shape), rng, exact=True, last=last, steps=2,
+             views=True)
+
+
+def test_flatten_and_dense_pass_batch_last_maps_without_a_copy(rng):
+    """Batch-last maps flatten to a transposed view of their memory; Dense returns its input
+    gradient in that order, and Flatten turns it back into batch-last maps, again a view. The
+    numbers are the layers' (a planted transposition would fail the comparisons)."""
+    mem = rng.standard_normal((3, 4, 5, 6))                    # (C, H, W, N)
+    x = mem.transpose(3, 0, 1, 2)
+    flat, dense = K.FastFlatten(Flatten()), K.FastDense(Dense(60, 7, dtype="float64"))
+    layer_flat, layer_dense = Flatten(), Dense(60, 7, dtype="float64")
+    for name, p in layer_dense.params.items():
+        p[...] = rng.standard_normal(p.shape)
+        dense.params[name][...] = p
+    f = flat.forward(x, True)
+    assert np.shares_memory(f, mem) and f.shape == (6, 60)
+    np.testing.assert_array_equal(f, layer_flat.forward(x, True))
+    z = dense.forward(f, True)
+    np.testing.assert_allclose(z, layer_dense.forward(layer_flat.forward(x, True), True),
+                               rtol=1e-12)
+    g = rng.standard_normal(z.shape)
+    dflat = dense.backward(g)
+    assert dflat.T.flags.c_contiguous and not dflat.flags.c_contiguous
+    ref = layer_dense.backward(g)
+    np.testing.assert_allclose(dflat, ref, rtol=1e-12)
+    for name in ("W", "b"):
+        np.testing.assert_allclose(dense.grads[name], layer_dense.grads[name], rtol=1e-12)
+    dx = flat.backward(dflat)
+    assert batch_last(dx) and np.shares_memory(dx, dflat)
+    np.testing.assert_array_equal(dx, layer_flat.backward(ref))
+
+
 def _dropout_pair(p, seed):
     def make():
         layer = Dropout(p)
@@ -210,13 +249,14 @@ def test_float32_kernels_match_float32_layers(rng):
 def test_registry_is_for_exact_types():
     assert K.KERNELS == {Dense: K.FastDense, ReLU: K.FastReLU, Conv2D: K.FastConv2D,
                          MaxPool2D: K.FastMaxPool2D, BatchNorm: K.FastBatchNorm,
-                         Dropout: K.FastDropout, GlobalAvgPool2D: K.FastGlobalAvgPool2D}
+                         Dropout: K.FastDropout, GlobalAvgPool2D: K.FastGlobalAvgPool2D,
+                         Flatten: K.FastFlatten}
 
     class MyReLU(ReLU):
         pass
     assert K.kernel_for(MyReLU()) is None
     assert isinstance(K.kernel_for(ReLU()), K.FastReLU)
-    for layer in (Flatten(), AvgPool2D(2), GELU()):
+    for layer in (AvgPool2D(2), GELU()):
         assert K.kernel_for(layer) is None
     assert repr(K.kernel_for(ReLU())) == "FastReLU(ReLU())"
 

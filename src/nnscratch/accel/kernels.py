@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..layers import BatchNorm, Conv2D, Dense, Dropout, GlobalAvgPool2D, Layer, MaxPool2D, ReLU
+from ..layers import (BatchNorm, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Layer,
+                      MaxPool2D, ReLU)
 from . import im2col
 from .layout import batch_last, empty_images
 from .threads import parallel_of
@@ -72,7 +73,13 @@ class Kernel:
 
 class FastDense(Kernel):
     """:class:`~nnscratch.layers.Dense` with its products written into kept buffers (``dot``
-    with ``out=``) and ``db`` as the product ``1 @ dZ``."""
+    with ``out=``) and ``db`` as the product ``1 @ dZ``.
+
+    Its input may be a transposed view, (N, n_in) over (n_in, N) memory, as
+    :class:`FastFlatten` gives for batch-last maps; BLAS reads either orientation. The input
+    gradient then follows that memory order: ``dX.T = W @ dZ.T`` into an (n_in, N) buffer,
+    returned as its (N, n_in) view, so that the layers before read each example's numbers in
+    the order they hold them."""
 
     layer: Dense
 
@@ -80,7 +87,8 @@ class FastDense(Kernel):
         xp, layer = self.xp, self.layer
         ws = self._workspace[m] = (xp.empty((m, layer.n_out), dtype),  # Z
                                    xp.empty((m, layer.n_in), dtype),   # dX
-                                   xp.ones(m, dtype))                  # for db = 1 @ dZ
+                                   xp.ones(m, dtype),                  # for db = 1 @ dZ
+                                   xp.empty((layer.n_in, m), dtype))   # dX.T (transposed input)
         return ws
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
@@ -95,14 +103,18 @@ class FastDense(Kernel):
         return z
 
     def backward(self, grad_y: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-        _, dx, ones = self._ws
-        xp, grads = self.xp, self.layer.grads
-        xp.dot(self._x.T, grad_y, out=grads["W"])  # dW = X.T @ dZ
+        _, dx, ones, dxT = self._ws
+        xp, grads, x = self.xp, self.layer.grads, self._x
+        xp.dot(x.T, grad_y, out=grads["W"])  # dW = X.T @ dZ
         # db = dZ.sum(axis=0), written as the product 1 @ dZ: BLAS does it ~2.5x faster
         xp.dot(ones, grad_y, out=grads["b"])
         if not input_grad:
             return None
-        xp.dot(grad_y, self.layer.params["W"].T, out=dx)  # dX = dZ @ W.T
+        W = self.layer.params["W"]
+        if x.T.flags.c_contiguous and not x.flags.c_contiguous:   # a transposed input
+            xp.dot(W, grad_y.T, out=dxT)     # dX.T = W @ dZ.T
+            return dxT.T
+        xp.dot(grad_y, W.T, out=dx)          # dX = dZ @ W.T
         return dx
 
 
@@ -621,6 +633,43 @@ class FastDropout(Kernel):
         return self.xp.multiply(grad_y, self._scale, out=self._workspace[grad_y.shape]["dx"])
 
 
+class FastFlatten(Kernel):
+    r""":class:`~nnscratch.layers.Flatten` without a copy for batch-last maps.
+
+    The layer returns row-major rows, ``X.reshape(N, -1)``, which for a batch-last input (a
+    (N, C, H, W) view of (C, H, W, N) memory) is a transposing copy. The same numbers, in the
+    same order per example (``c*H*W + h*W + w``), are the rows of the (C*H*W, N) matrix that
+    memory already is: this kernel returns its (N, C*H*W) transposed view, which
+    :class:`FastDense` and the element-wise layers read as they are. Backward reshapes the
+    gradient back; a gradient in the transposed order (as :class:`FastDense` then returns it)
+    becomes a batch-last (N, C, H, W) view, again without a copy. Other inputs take the layer's
+    own ``forward`` and ``backward``."""
+
+    layer: Flatten
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        last = batch_last(x)
+        if training:
+            self._shape, self._last = x.shape, last
+        if not last:
+            return self.layer.forward(x, training)
+        n = x.shape[0]
+        return x.transpose(1, 2, 3, 0).reshape(-1, n).T        # (N, C*H*W), no copy
+
+    def backward(self, grad_y: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        if not self._last:
+            return self.layer.backward(grad_y, input_grad)
+        if not input_grad:
+            return None
+        n, c, h, w = self._shape
+        if grad_y.shape != (n, c * h * w):
+            raise InputError(f"Flatten.backward expects a gradient of the output's shape "
+                             f"{(n, c * h * w)}, got {grad_y.shape}")
+        if grad_y.T.flags.c_contiguous:                          # (C*H*W, N) memory: a view
+            return grad_y.T.reshape(c, h, w, n).transpose(3, 0, 1, 2)
+        return grad_y.reshape(self._shape)
+
+
 class FastGlobalAvgPool2D(Kernel):
     r""":class:`~nnscratch.layers.GlobalAvgPool2D` on batch-last maps, with a backward that
     copies nothing.
@@ -671,6 +720,7 @@ class FastGlobalAvgPool2D(Kernel):
 KERNELS: dict[type[Layer], type[Kernel]] = {
     Dense: FastDense, ReLU: FastReLU, Conv2D: FastConv2D, MaxPool2D: FastMaxPool2D,
     BatchNorm: FastBatchNorm, Dropout: FastDropout, GlobalAvgPool2D: FastGlobalAvgPool2D,
+    Flatten: FastFlatten,
 }
 
 

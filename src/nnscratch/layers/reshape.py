@@ -8,7 +8,10 @@ from .base import Layer
 
 
 class Flatten(Layer):
-    r"""(N, d1, d2, ...) -> (N, d1 * d2 * ...), as PyTorch's ``Flatten``; backward reshapes back."""
+    r"""(N, d1, d2, ...) -> (N, d1 * d2 * ...), as PyTorch's ``Flatten``; backward reshapes back.
+
+    In accelerated training and prediction :class:`nnscratch.accel.kernels.FastFlatten` replaces
+    it: batch-last maps are flattened as a transposed view instead of a copy."""
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         X = self._input(x, (2, 3, 4, 5, 6, 7, 8), "(N, d1, d2, ...)")
