@@ -268,14 +268,8 @@ class SoftmaxEpochs:
             # (the last entries, [A,1] and [X,1] as column-major views, are for gemm)
             self.batches.append((forward, last, (E, S, M, YT), backward,
                                  (XT1, grads_out[-1].T, dWb[0], XT1.T)))
-        # BLAS gemm for plain SGD's update inside the products (``_run_one_hidden_sgd``), and
-        # that loop's arguments, one flat tuple a step
+        # BLAS gemm for plain SGD's update inside the products (``_run_one_hidden_sgd``)
         self.update_gemm = _update_gemm(stack, bs)
-        self.sgd_batches = [
-            (W1T, XT1, Z1T, zeros, AT, W2T, HT, ZT, E, S, M, YT, G, GT, W2, dAT, mask, H1, dZT, X1)
-            for (((W1T, XT1, Z1T, zeros, AT),), (W2T, HT, ZT), (E, S, M, YT),
-                 ((_, G, GT, _, W2, dAT, _, mask, H1),), (_, dZT, _, X1)) in self.batches
-        ] if self.update_gemm is not None else []
 
     def _fill(self, perm: np.ndarray | None) -> None:
         """Lay the (shuffled) examples out batch after batch, each batch transposed."""
@@ -351,8 +345,8 @@ class SoftmaxEpochs:
         dot, maximum, exp, divide = self.dot, xp.maximum, xp.exp, xp.divide
         subtract, multiply, sign = xp.subtract, xp.multiply, xp.sign
         gemm, alpha = self.update_gemm, -lr
-        for (W1T, XT1, Z1T, zeros, AT, W2T, HT, ZT, E, S, M, YT, G, GT, W2, dAT, mask, H1, dZT,
-             X1) in self.sgd_batches:
+        for (((W1T, XT1, Z1T, zeros, AT),), (W2T, HT, ZT), (E, S, M, YT),
+             ((_, G, GT, _, W2, dAT, _, mask, H1),), (_, dZT, _, X1)) in self.batches:
             dot(W1T, XT1, Z1T)                        # Z1.T = [[W1],[b1]].T @ [X,1].T
             maximum(Z1T, zeros, out=AT)               # A.T = ReLU(Z1.T), above the ones row
             dot(W2T, HT, ZT)                          # logits.T = [[W2],[b2]].T @ [A,1].T

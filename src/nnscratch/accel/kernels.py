@@ -33,8 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..layers import (BatchNorm, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Layer,
-                      MaxPool2D, ReLU)
+from ..layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Layer, MaxPool2D, ReLU
 from . import im2col
 from .layout import batch_last, empty_images
 from .threads import parallel_of
@@ -691,24 +690,17 @@ class FastGlobalAvgPool2D(Kernel):
     layer: GlobalAvgPool2D
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        if x.ndim != 4:
-            raise InputError(f"GlobalAvgPool2D expects (N, C, H, W) images, got shape {x.shape}")
-        n, c, h, w = x.shape
+        if not batch_last(x):          # (the layer itself, with its checks and casts)
+            y = self.layer.forward(x, training)
+        else:
+            xp = self.xp
+            n, c, h, w = x.shape
+            x3 = x.transpose(1, 2, 3, 0).reshape(c, h * w, n)     # a view of the memory
+            sums = xp.matmul(xp.ones(h * w, x.dtype), x3)         # (C, N)
+            y = xp.divide(sums, h * w, out=sums).T                # the means, (N, C)
         if training:
             self._shape = x.shape
-        if not batch_last(x):
-            return self.layer.forward(x, training)
-        xp = self.xp
-        x3 = x.transpose(1, 2, 3, 0).reshape(c, h * w, n)     # a view of the memory
-        # (kept for training; prediction makes its own and changes nothing in the kernel)
-        ones = self._workspace.get((h * w, x.dtype)) if training else None
-        if ones is None:
-            ones = xp.ones(h * w, x.dtype)
-            if training:
-                self._workspace[h * w, x.dtype] = ones
-        y = xp.matmul(ones, x3)                                 # (C, N): the sums
-        xp.divide(y, h * w, out=y)                              # the means
-        return y.T
+        return y
 
     def backward(self, grad_y: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         if not input_grad:

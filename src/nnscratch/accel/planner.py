@@ -241,18 +241,23 @@ class FusedEpochs:
         if perm is not None:
             self.take_rows(self.y, perm, self.ys)
             labels = self.ys
+
+        def epoch() -> tuple[bool, float, float]:   # (in range, loss, accuracy)
+            return fused.figures(fused.run(perm, optimizer), labels)
+
         if fused.safe:
-            return fused.figures(fused.run(perm, optimizer), labels)[1:]
-        self.model.xp.copyto(self.saved, self.params)
+            return epoch()[1:]
+        copyto = self.model.xp.copyto
+        copyto(self.saved, self.params)
         scalars, arrays = optimizer.state_dict()
-        arrays = {name: a.copy() for name, a in arrays.items()} if arrays else arrays
-        in_range, loss, accuracy = fused.figures(fused.run(perm, optimizer), labels)
+        arrays = {name: a.copy() for name, a in arrays.items()}
+        in_range, loss, accuracy = epoch()
         if in_range:
             return loss, accuracy
-        self.model.xp.copyto(self.params, self.saved)
+        copyto(self.params, self.saved)
         optimizer.load_state_dict(scalars, arrays)
         fused.safe = True
-        return fused.figures(fused.run(perm, optimizer), labels)[1:]
+        return epoch()[1:]
 
 
 def plan_training(model: Any, loss: Any, optimizer: Any, X: Any, y: Any, Y: Any,
