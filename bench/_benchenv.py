@@ -66,6 +66,11 @@ def nnscratch_worker() -> None:
     import nnscratch
 
     nnscratch.enable_threads(quiet=True)
+    # ``import nnscratch`` stays light: the training code (nnscratch.accel) loads at the first
+    # fit. Load it here, before any clock starts, as each peer's worker imports its library
+    # before timing: otherwise a timed fit includes that load (30-60 ms where the modules are
+    # compiled at import, as in an editable install with PYTHONDONTWRITEBYTECODE set).
+    import nnscratch.accel.planner  # noqa: F401
 
 
 def blas_info() -> list[dict]:
