@@ -262,6 +262,38 @@ def test_figures_are_the_loss_and_accuracy_of_the_logits(own):
     assert epochs.figures(Z, y)[1] != pytest.approx(loss, rel=1e-3)   # the labels matter
 
 
+@pytest.mark.parametrize("order", ["shuffled", "as-given"])
+@pytest.mark.parametrize("case", ["plain", "ties", "safe"])
+def test_epoch_figures_read_the_epoch_logits_in_the_epoch_order(order, case):
+    """``epoch_figures(perm, labels)`` (the fit loop's figures: label logits found from
+    ``labels * n`` gathered in the epoch's order) equals evaluate_logits on the logits ``run``
+    returned and ``labels[perm]``; with ties the accuracy is still argmax's, and in ``safe``
+    epochs (shifted softmax) the loss adds the row maxima back."""
+    from nnscratch.training import evaluate_logits
+
+    X, y = _data(43, 6, 3, dtype=np.float32)
+    model = _net([6, 5, 3], "float32")
+    opt = SGD(lr=0.1)
+    opt.bind(model.parameters())
+    epochs = _softmax_epochs(model, X, np.eye(3, dtype=np.float32)[y], 8)
+    epochs.safe = case == "safe"
+    perm = np.random.default_rng(3).permutation(43) if order == "shuffled" else None
+    Z = epochs.run(perm, opt)
+    labels = y if perm is None else y[perm]
+    if case == "ties":     # rows whose label ties with an earlier class for the maximum: misses
+        rows = [i for i in range(43) if labels[i] > 0][:5]
+        for i in rows:
+            Z[i, labels[i]] = Z[i, 0] = Z[i].max() + 1
+    ok, loss, acc = epochs.epoch_figures(perm, y)
+    ref_loss, ref_acc = evaluate_logits(SoftmaxCrossEntropy(), Z, labels)
+    if case == "ties":     # (Z was changed after the steps: its S no longer match, so only
+        assert acc == ref_acc == float((Z.argmax(axis=1) == labels).mean())   # the accuracy)
+        assert acc < float((Z[np.arange(43), labels] == Z.max(axis=1)).mean())
+        return
+    assert ok and loss == pytest.approx(ref_loss, rel=1e-6) and acc == ref_acc
+    assert epochs.epoch_figures(perm, np.roll(y, 1))[1] != pytest.approx(loss, rel=1e-3)
+
+
 def test_one_hidden_layer_under_plain_sgd_updates_inside_the_products(monkeypatch):
     """The seed shape (one hidden layer) under plain SGD takes ``_run_one_hidden_sgd``; other
     depths, other optimizers and the shifted epochs take the general loop. Both are checked

@@ -21,6 +21,7 @@ same weights.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -208,7 +209,7 @@ def fit(model: Trainable, X: np.ndarray, y: np.ndarray, *, n_classes: int, epoch
                     _restore_run(snapshot, optimizer, rng)
                     interrupted = True
                     raise interrupts.TrainingInterrupted(epoch + 1, stop[0], run)
-                if not np.isfinite(epoch_loss):
+                if not math.isfinite(epoch_loss):
                     raise TrainingDiverged(
                         f"training loss became {epoch_loss} at epoch {epoch + 1}; "
                         "lower the learning rate")

@@ -221,14 +221,20 @@ class SoftmaxEpochs:
         self._eval = (xp.empty(n, dt), xp.arange(n), xp.empty(n, dt))
         # (row 0 of each batch's S, m * sum(exp(z)) for every example: one (full, bs) view for
         # the full batches, one (rest,) for the short one; where their logarithms go among the
-        # terms; 1 / m)
+        # terms)
         terms, sums, full = self._eval[2], self.sums, self.full
         self._denominators = ([(sums[:full * k * bs].reshape(full, k, bs)[:, 0, :],
-                                terms[:full * bs].reshape(full, bs), dt.type(1.0 / bs))]
-                              if full else [])
+                               terms[:full * bs].reshape(full, bs))] if full else [])
         if rest:
             self._denominators.append((sums[full * k * bs:].reshape(k, rest)[0],
-                                       terms[full * bs:], dt.type(1.0 / rest)))
+                                       terms[full * bs:]))
+        # more for ``figures``: where each example's label logit sits in Z's column-major store,
+        # that logit, log(m) of its batch, and (n, k) booleans for the tie check
+        log_m = np.full(n, math.log(bs))
+        log_m[full * bs:] = math.log(rest) if rest else 0.0
+        self._figure_buffers = (xp.empty(n, np.intp), xp.empty(n, dt), xp.asarray(log_m, dt),
+                                xp.empty(n, bool), xp.empty((n, k), bool, order="F"))
+        self._labels_n: tuple[Any, Any] | None = None   # (labels, labels * n), see epoch_figures
         self.rest_scale = dt.type(bs / rest) if rest else None
         self.rest_Y = self.data[self.full * bs * F:].reshape(F, rest)[d + 1:] if rest else None
         Wb, dWb = stack.Wb, stack.dWb
@@ -381,34 +387,70 @@ class SoftmaxEpochs:
         each example must keep its ``exp`` far above the smallest normal number, or the
         example's probabilities lose precision (and 0/0 when all its terms underflow). ``False``
         for NaN as well. Out of range (and not ``safe``), the loss and accuracy are ``nan``: the
-        fit loop runs that epoch again with the shift (``training._fused_epoch``).
+        fit loop runs that epoch again with the shift (``planner.FusedEpochs``).
 
         The loss is softmax cross-entropy, ``logsumexp(z) - z_y`` averaged, and the accuracy
-        that of argmax. For the epoch's own logits (``Z is self.Z``) the loss needs no pass over
-        them: each step already computed ``S = m * sum(exp(z))`` for every example (of
-        ``z - max`` in ``safe`` epochs), so ``logsumexp(z) = log(S / m)`` (``+ max``). Other
-        logits go through ``losses.cross_entropy_terms``, as ``SoftmaxCrossEntropy.per_example``.
-        All share the row maxima. ``self.Z`` must be, unchanged, what the last ``run`` returned
-        (its ``S`` are those of that run)."""
-        xp, n = self.xp, self.n
-        row_max, rows, terms = self._eval
+        that of argmax. For the epoch's own logits (``Z is self.Z``, see :meth:`epoch_figures`)
+        the loss needs no pass over them: each step already computed ``S = m * sum(exp(z))`` for
+        every example (of ``z - max`` in ``safe`` epochs), so ``logsumexp(z) = log(S) - log(m)``
+        (``+ max``). Other logits go through ``losses.cross_entropy_terms``, as
+        ``SoftmaxCrossEntropy.per_example``. All share the row maxima. ``self.Z`` must be,
+        unchanged, what the last ``run`` returned (its ``S`` are those of that run)."""
+        if Z is self.Z:
+            index = self._figure_buffers[0]
+            self.xp.add(labels * self.n, self._eval[1], index)
+            return self._own_figures(index, lambda: labels)
+        row_max, rows, _ = self._eval
         Z.max(axis=1, out=row_max)
-        hi, lo = self.logit_range
-        ok = bool(float(row_max.max()) < hi) and bool(float(row_max.min()) > lo)
+        ok = self._in_range(row_max)
         if not (ok or self.safe):
             return False, math.nan, math.nan
-        if Z is self.Z:
-            z_y = self._Z_flat.take(labels * n + rows)   # Z[rows, labels], faster on this layout
-            for S0, log_s, inv_m in self._denominators:
-                xp.multiply(S0, inv_m, log_s)            # sum(exp(z)) (z - max when safe)
-            xp.log(terms, terms)
-            if self.safe:
-                xp.add(terms, row_max, terms)
-            loss = float(xp.subtract(terms, z_y, terms).sum()) / n
-        else:                                            # (logits from elsewhere: the tests)
-            z_y = Z[rows, labels]
-            loss = float(cross_entropy_terms(Z, row_max, z_y).sum()) / n
-        return ok, loss, argmax_hits(Z, labels, row_max, z_y, xp) / n
+        z_y = Z[rows, labels]
+        loss = float(cross_entropy_terms(Z, row_max, z_y).sum()) / self.n
+        return ok, loss, argmax_hits(Z, labels, row_max, z_y, self.xp) / self.n
+
+    def epoch_figures(self, perm: np.ndarray | None, labels: np.ndarray) -> tuple[bool, float, float]:
+        """``figures(Z, labels[perm])`` for the logits ``Z`` the last ``run(perm, ...)`` returned,
+        ``labels`` in the training set's order: the label logits' places in ``Z``'s store come
+        from one gather of ``labels * n`` (kept) in the epoch's order, plus the row numbers."""
+        xp = self.xp
+        index = self._figure_buffers[0]
+        if self._labels_n is None or self._labels_n[0] is not labels:
+            self._labels_n = (labels, labels.astype(np.intp) * self.n)
+        if perm is None:
+            xp.add(self._labels_n[1], self._eval[1], index)
+        else:
+            self.take_rows(self._labels_n[1], perm, index)
+            xp.add(index, self._eval[1], index)
+        return self._own_figures(index, lambda: labels if perm is None else labels[perm])
+
+    def _in_range(self, row_max: np.ndarray) -> bool:
+        hi, lo = self.logit_range
+        return bool(float(row_max.max()) < hi) and bool(float(row_max.min()) > lo)
+
+    def _own_figures(self, index: np.ndarray, labels: Callable[[], np.ndarray]) -> tuple[bool, float, float]:
+        """``figures`` of ``self.Z``; ``index``: where each example's label logit sits in its
+        column-major store (``label * n + row``); ``labels()``: the labels, for ties only."""
+        xp, n, Z = self.xp, self.n, self.Z
+        row_max, _, terms = self._eval
+        _, z_y, log_m, is_max, at_max = self._figure_buffers
+        Z.max(axis=1, out=row_max)
+        ok = self._in_range(row_max)
+        if not (ok or self.safe):
+            return False, math.nan, math.nan
+        self.take_rows(self._Z_flat, index, z_y)         # z_y = Z[i, label_i]
+        # accuracy as argmax's: the label's logit is its row's maximum, and no row holds its
+        # maximum twice (else argmax itself decides: the first index of the maximum)
+        hits = int(xp.count_nonzero(xp.equal(z_y, row_max, is_max)))
+        if int(xp.count_nonzero(xp.equal(Z, row_max[:, None], at_max))) != n:
+            hits = int(xp.count_nonzero(Z.argmax(axis=1) == labels()))
+        for S0, log_s in self._denominators:
+            xp.log(S0, log_s)                            # log(m * sum(exp(z)))  (z - max when safe)
+        if self.safe:
+            xp.add(terms, row_max, terms)
+        xp.add(z_y, log_m, z_y)                          # loss = log(m sum(exp(z))) - (z_y + log(m))
+        loss = float(xp.subtract(terms, z_y, terms).sum()) / n
+        return ok, loss, hits / n
 
 
 def argmax_hits(logits: np.ndarray, labels: np.ndarray, row_max: np.ndarray,

@@ -228,22 +228,18 @@ class FusedEpochs:
 
     def __init__(self, model: Any, fused: SoftmaxEpochs, optimizer: Any, y: Any) -> None:
         self.model, self.fused, self.optimizer = model, fused, optimizer
-        self.y, self.ys = y, model.xp.empty_like(y)
-        self.take_rows = take_rows_of(model.backend)
+        self.y = y
         # the parameters at the start of the epoch, for the rerun with the shift: one copy of
         # the model's flat buffer, kept (the fused epochs train views of that buffer)
         ((self.params, _),) = model.parameters()
         self.saved = model.xp.empty_like(self.params)
 
     def run_epoch(self, perm: Any, rng: np.random.Generator) -> tuple[float, float]:
-        fused, optimizer = self.fused, self.optimizer
-        labels = self.y
-        if perm is not None:
-            self.take_rows(self.y, perm, self.ys)
-            labels = self.ys
+        fused, optimizer, labels = self.fused, self.optimizer, self.y
 
         def epoch() -> tuple[bool, float, float]:   # (in range, loss, accuracy)
-            return fused.figures(fused.run(perm, optimizer), labels)
+            fused.run(perm, optimizer)
+            return fused.epoch_figures(perm, labels)
 
         if fused.safe:
             return epoch()[1:]
