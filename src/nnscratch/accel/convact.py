@@ -57,6 +57,7 @@ from ..layers import AvgPool2D, Conv2D, LeakyReLU, MaxPool2D, ReLU, Sigmoid, Tan
 from ..layers.base import Layer
 from . import convact_cols as im2col_
 from . import im2col
+from .blas import dot_by_chunks, dot_t_by_chunks, long_chunks
 from .threads import parallel_of
 
 #: the activations the block fuses: each is non-decreasing (so max pooling commutes with it)
@@ -143,6 +144,9 @@ class ConvActBlock:
         Y = xp.empty((o, *win.shape[3:]), dtype)          # Z, A, then dZ, in the column order
         ws.update(xpad=xpad, win=win, col=col, col6=col[:K].reshape(win.shape), Y=Y,
                   Y2=Y.reshape(o, -1), dWb=xp.empty((K + 1, o), dtype), tiled=tiled)
+        # a first layer's products (few channels, long rows) go by chunks of their columns
+        chunks = ws["chunks"] = long_chunks(ho * wo * n, K + 1, o, conv.backend)
+        ws["parts"] = xp.empty((chunks, K + 1, o), dtype) if chunks else None
         if pooled is not None:
             if om:
                 ws["Yq"] = [Y[:, a, b] for a in range(k) for b in range(k)]
@@ -270,7 +274,7 @@ class ConvActBlock:
         W2, b = W.reshape(o, K), conv.params["b"]
         self._ws, self._W2 = ws, W2
         if self.max_pool:
-            xp.dot(W2, col[:K], out=Y2)                                 # Zc = W2 @ col
+            dot_by_chunks(W2, col[:K], Y2, ws["chunks"], par)             # Zc = W2 @ col
             P, gt, Yq = ws["P"], ws["gt"], ws["Yq"]
             bias = b[:, None, None, None]
 
@@ -285,7 +289,7 @@ class ConvActBlock:
             par(pool_act, o, 2 * Y.size)
             return P.transpose(3, 0, 1, 2)
         Wb = xp.concatenate([W2, b[:, None]], axis=1)
-        xp.dot(Wb, col, out=Y2)                                         # Z = [W2, b] @ [col; 1]
+        dot_by_chunks(Wb, col, Y2, ws["chunks"], par)                   # Z = [W2, b] @ [col; 1]
         tf, maskf = ws["tf"], ws["maskf"]
         par(lambda p: self._act(Y[p], Y[p], tf[p], maskf[p]), o, 3 * Y.size)  # A = f(Z), in place
         if self.pool is None:
@@ -362,7 +366,7 @@ class ConvActBlock:
             par(spread, o, 4 * Y.size)
         # [dW, db] = dZ @ [col; 1].T, computed as ([col; 1] @ dZ.T).T (the faster orientation)
         dWb = ws["dWb"]
-        xp.dot(col, Y2.T, out=dWb)
+        dot_t_by_chunks(col, Y2, dWb, ws["chunks"], ws["parts"], par)   # [dW, db].T = [col; 1] @ dZ.T
         xp.copyto(conv.grads["W"].reshape(o, K), dWb[:K].T)
         xp.copyto(conv.grads["b"], dWb[K])
         if not input_grad:

@@ -68,6 +68,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..layers import BatchNorm, Conv2D, Layer, MaxPool2D, ReLU
+from .blas import dot_by_chunks, dot_t_by_chunks, long_chunks
 from .im2col import col2im_unpadded, windows
 from .threads import parallel_of
 
@@ -165,6 +166,12 @@ class ConvBlock:
             ws["dAq"] = self._offsets(ws["dA"], True)
         else:
             ws["M"] = Y
+        # a first layer's products (few channels, long rows) go by chunks of their columns
+        chunks = ws["chunks"] = long_chunks(col.shape[1], K + 1, max(K + 1, o), conv.backend)
+        if chunks:   # each chunk's product, for the sums over chunks: (K, K), (O, K), (K, O)
+            ws["parts"] = {(r, q): xp.empty((chunks, r, q), dtype)
+                           for r, q in ((K, K), (o, K), (K, o))}
+        ws["S"], ws["R"] = xp.empty((K, K), dtype), xp.empty((o, K), dtype)
         self._workspace[shape] = ws
         return ws
 
@@ -206,14 +213,17 @@ class ConvBlock:
             colc = col[:K]
             m = (colc @ ws["ones"]) / L
             par(lambda p: xp.subtract(colc[p], m[p, None], out=colc[p]), K, 2 * colc.size)
-            S = (colc @ colc.T) / L
+            S, chunks = ws["S"], ws["chunks"]
+            dot_t_by_chunks(colc, colc, S, chunks, chunks and ws["parts"][K, K], par)
+            S /= L
             WS = W2 @ S
             var = xp.maximum(xp.einsum("ij,ij->i", WS, W2), 0)      # var = W2 S W2.T, per row
             inv_std = 1 / xp.sqrt(var + bn.eps)
             a = gamma * inv_std
             bn.update_running(W2 @ m + conv.params["b"], var, L)   # mu = W2 @ m + b
             # Y = A = a * (W2 @ colc) + beta: one product with [a * W2, beta]
-            xp.dot(xp.concatenate([W2 * a[:, None], beta[:, None]], axis=1), col, out=Y2)
+            dot_by_chunks(xp.concatenate([W2 * a[:, None], beta[:, None]], axis=1), col, Y2,
+                          ws["chunks"], par)
             M = ws["M"]
 
             def pool_relu(p: slice) -> None:
@@ -224,7 +234,7 @@ class ConvBlock:
         else:
             s = xp.where(gamma < 0, -1, 1).astype(W.dtype)          # sign(gamma), +1 at 0
             Ws = W2 * s[:, None]
-            xp.dot(Ws, col, out=Y2)                                 # Zs = (s * W2) @ col
+            dot_by_chunks(Ws, col, Y2, ws["chunks"], par)           # Zs = (s * W2) @ col
             mus = (Y2 @ ws["ones"]) / L
             var = xp.empty_like(mus)
 
@@ -311,7 +321,8 @@ class ConvBlock:
             par(route, o, 2 * Y.size)
             dA = (ws["dA"] if self.pool else g).reshape(o, L)
             colc = col[:K]
-            R = dA @ colc.T                                         # (O, K)
+            R, chunks = ws["R"], ws["chunks"]                       # R = dA @ colc.T (O, K)
+            dot_t_by_chunks(dA, colc, R, chunks, chunks and ws["parts"][o, K], par)
             dgamma = inv_std * xp.einsum("ij,ij->i", R, W2)         # sum(dA * Zhat)
             bn.grads["gamma"][...] = dgamma
             # dW = dZ @ col.T = a * (R - dgamma * inv_std * (W2 @ S))
@@ -320,7 +331,7 @@ class ConvBlock:
             if not input_grad:
                 return None
             # dZ = a * (dA - dbeta / L) - a * inv_std * dgamma / L * (W2 @ colc), into Y
-            xp.dot(W2, colc, out=Y2)
+            dot_by_chunks(W2, colc, Y2, ws["chunks"], par)
             k, c = (-a * inv_std * dgamma / L)[:, None], (-a * dbeta / L)[:, None]
 
             def combine(p: slice) -> None:
@@ -343,7 +354,8 @@ class ConvBlock:
                 Y_q += dA_q
         par(dxs, o, 5 * Y2.size)
         dWT = ws["dWT"]
-        xp.dot(col, Y2.T, out=dWT)                                  # (dXs @ col.T).T
+        chunks = ws["chunks"]                                       # dWT = (dXs @ col.T).T
+        dot_t_by_chunks(col, Y2, dWT, chunks, chunks and ws["parts"][K, o], par)
         xp.multiply(dWT.T, s[:, None], out=conv.grads["W"].reshape(o, K))   # dW = s * dWs
         if not input_grad:
             return None

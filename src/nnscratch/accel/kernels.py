@@ -35,6 +35,7 @@ import numpy as np
 from ..errors import InputError
 from ..layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Layer, MaxPool2D, ReLU
 from . import im2col
+from .blas import dot_by_chunks, dot_t_by_chunks, long_chunks
 from .layout import batch_last, empty_images
 from .threads import parallel_of
 
@@ -223,13 +224,17 @@ class FastConv2D(Kernel):
         K, L = c * kh * kw, ho * wo * n
         bufs = {"xpad": xp.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype),
                 "col": xp.empty((c, kh, kw, ho, wo, n), dtype),
-                "Yt": xp.empty((o, L), dtype)}
+                "Yt": xp.empty((o, L), dtype),
+                # a first layer's products (few channels, long rows) go by chunks of their columns
+                "chunks": long_chunks(L, K, o, layer.backend)}
         bufs["win"] = self._windows(bufs["xpad"], lead=1)  # a view of xpad, made once
         if training:
             bufs.update(dYt=xp.empty((o, ho, wo, n), dtype),
                         dWT=xp.empty((K, o), dtype), ones=xp.ones(L, dtype), dcol=xp.empty((K, L), dtype),
                         dXl=xp.empty((c, h, w, n), dtype), dXt=xp.empty((c, n, h, w), dtype),
                         dX=xp.empty(shape, dtype))
+            if bufs["chunks"]:
+                bufs["parts"] = xp.empty((bufs["chunks"], K, o), dtype)
             self._workspace[shape] = bufs
         else:
             bufs["YtT"] = xp.empty((o, n, ho * wo), dtype)  # Yt with (Ho*Wo, N) swapped: forward
@@ -263,7 +268,8 @@ class FastConv2D(Kernel):
             xp.copyto(col[p], win[p])
         parallel_of(layer.backend)(im2col, c, 2 * col.size)
         W2 = W.reshape(o, -1)
-        xp.dot(W2, col.reshape(-1, Yt.shape[1]), out=Yt)                 # Yt = W2 @ col
+        dot_by_chunks(W2, col.reshape(-1, Yt.shape[1]), Yt, ws["chunks"],  # Yt = W2 @ col
+                      parallel_of(layer.backend))
         if training:
             self._ws = ws  # backward needs col (for dW) and the workspace
             # Y = Yt.reshape(O, Ho, Wo, N).transpose(3, 0, 1, 2) + b[:, None, None] as a view:
@@ -297,7 +303,8 @@ class FastConv2D(Kernel):
         dYt = dYt.reshape(o, L)
         # dW = dYt @ col.T, computed as (col @ dYt.T).T: OpenBLAS runs this orientation of the
         # same product (a long inner dimension L) 20-40% faster here
-        xp.dot(col.reshape(K, L), dYt.T, out=dWT)
+        dot_t_by_chunks(col.reshape(K, L), dYt, dWT, ws["chunks"], ws.get("parts"),
+                        parallel_of(layer.backend))
         xp.copyto(layer.grads["W"].reshape(o, K), dWT.T)
         xp.dot(dYt, ws["ones"], out=layer.grads["b"])                      # db = dYt @ ones(L)
         if not input_grad:

@@ -168,7 +168,9 @@ def split(fn: Callable[[slice], Any], n: int, size: int | None = None) -> None:
     """Call ``fn(part)`` for consecutive slices ``part`` that together cover ``range(n)``, in
     :data:`THREADS` threads at once, and return when all are done (re-raising the first error).
     ``fn`` must only write elements that belong to its part, and must not call BLAS (``@``,
-    ``dot``): OpenBLAS called from two threads at once ran 5-10x slower here. ``size``, the
+    ``dot``) on products big enough for OpenBLAS to use its own threads (above ~2**18
+    multiply-adds): those, called from two threads at once, ran 5-10x slower here. Smaller ones
+    run side by side (:func:`nnscratch.accel.blas.dot_t_by_chunks`). ``size``, the
     number of elements the pass reads and writes (about), lets small passes run as one call
     ``fn(slice(0, n))`` in this thread; so does a split made while another one is under way
     (from another thread, or from inside a part)."""
