@@ -230,9 +230,9 @@ class SoftmaxEpochs:
                                        terms[full * bs:]))
         # more for ``figures``: where each example's label logit sits in Z's column-major store,
         # that logit, log(m) of its batch, and (n, k) booleans for the tie check
-        log_m = np.full(n, math.log(bs))
+        log_m = xp.full(n, math.log(bs), dt)
         log_m[full * bs:] = math.log(rest) if rest else 0.0
-        self._figure_buffers = (xp.empty(n, np.intp), xp.empty(n, dt), xp.asarray(log_m, dt),
+        self._figure_buffers = (xp.empty(n, np.intp), xp.empty(n, dt), log_m,
                                 xp.empty(n, bool), xp.empty((n, k), bool, order="F"))
         self._labels_n: tuple[Any, Any] | None = None   # (labels, labels * n), see epoch_figures
         self.rest_scale = dt.type(bs / rest) if rest else None
