@@ -64,8 +64,9 @@ def test_conv_act_block_with_chunks_equals_the_layers(small_chunks):
     import test_convact as tc
 
     for act in ("ReLU", "Tanh"):
-        for case in ((3, 1, 8, 8, 5, 3, 1, 1, ("max", 2, 2)), (2, 1, 9, 9, 4, 5, 1, 2, ("avg", 2, 2)),
-                     (4, 1, 6, 6, 6, 3, 1, 1, None)):
+        # (the second case: K = 9 <= 12 channels, its columns stored window offset first)
+        for case in ((3, 1, 8, 8, 5, 3, 1, 1, ("max", 2, 2)), (3, 1, 8, 8, 12, 3, 1, 1, ("max", 2, 2)),
+                     (2, 1, 9, 9, 4, 5, 1, 2, ("avg", 2, 2)), (4, 1, 6, 6, 6, 3, 1, 1, None)):
             conv, a, pool, x, rng = tc._layers(case, act)
             y = a.forward(conv.forward(x, True), True)
             if pool is not None:
@@ -77,14 +78,22 @@ def test_conv_act_block_with_chunks_equals_the_layers(small_chunks):
             out = block.forward(x).copy()
             dx = block.backward(g).copy()
             assert block._ws["chunks"], case                            # the chunked path ran
+            assert block._ws["offset_major"] == (case[4] == 12), case
             tc._assert_same(ref, (out, dx, conv.grads["W"].copy(), conv.grads["b"].copy()))
 
 
-@pytest.mark.parametrize("case", ["fold, pool", "fold, no pool"])
+CONVBLOCK_CASES = {   # (input shape, block arguments): fold where C*k*k <= O
+    "fold, pool": ((5, 1, 8, 8), dict(c=1, o=12)),
+    "fold, no pool": ((4, 1, 6, 6), dict(c=1, o=12, pool=None)),
+    "general, pool": ((5, 2, 8, 8), dict(c=2, o=6)),          # K = 18 > 6: no fold
+}
+
+
+@pytest.mark.parametrize("case", list(CONVBLOCK_CASES))
 def test_conv_block_with_chunks_equals_the_layers(case, small_chunks, rng):
     import test_convblock as tb
 
-    shape, kw = tb.CASES[case]
+    shape, kw = CONVBLOCK_CASES[case]
     x = rng.standard_normal(shape) * 2 + 0.5
     layers = tb._layers(**kw)
     block = tb.ConvBlock(*layers)
@@ -92,7 +101,7 @@ def test_conv_block_with_chunks_equals_the_layers(case, small_chunks, rng):
     want = tb._reference(tb._layers(**kw), x, g)
     y = block.forward(x).copy()
     dx = block.backward(g).copy()
-    assert block.fold and block._ctx[0]["chunks"]                      # the chunked path ran
+    assert block._ctx[0]["chunks"] and block.fold == case.startswith("fold")   # the path ran
     np.testing.assert_allclose(y, want[0], rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(dx, want[1], rtol=1e-9, atol=1e-12)
     for name in ("W", "gamma", "beta"):

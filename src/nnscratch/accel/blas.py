@@ -23,6 +23,7 @@ beyond its arithmetic matters there (and nowhere else):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -78,7 +79,12 @@ def long_chunks(length: int, rows: int, cols: int, backend: Any) -> int | None:
     kernels keep it with their buffers)."""
     if backend.xp is not np or length < LONG_AXIS or rows * cols > SMALL_SIDES:
         return None
-    for chunk in range(min(CHUNK_MAX, CHUNK_WORK // (rows * cols)), CHUNK_MIN - 1, -1):
+    return _chunk_count(length, rows * cols, CHUNK_WORK, CHUNK_MIN, CHUNK_MAX)
+
+
+@functools.lru_cache(maxsize=256)
+def _chunk_count(length: int, sides: int, work: int, least: int, most: int) -> int | None:
+    for chunk in range(min(most, work // sides), least - 1, -1):   # the longest that divides
         if length % chunk == 0:
             return length // chunk
     return None
@@ -86,7 +92,7 @@ def long_chunks(length: int, rows: int, cols: int, backend: Any) -> int | None:
 
 def dot_t_by_chunks(a: np.ndarray, b: np.ndarray, out: np.ndarray, chunks: int | None,
                     parts: np.ndarray | None, par: Callable[..., None]) -> None:
-    """``out = a @ b.T`` for C-contiguous ``a`` (r, L) and ``b`` (c, L): with ``chunks``, the sum
+    """``out = a @ b.T`` for ``a`` (r, L) and ``b`` (c, L) (fastest C-contiguous): with ``chunks``, the sum
     over the chunks of the long axis L of each chunk's product, those products in ``parts``
     (chunks, r, c), the chunks split among ``par``'s threads; without, one ``dot``."""
     if chunks is None:
@@ -101,7 +107,7 @@ def dot_t_by_chunks(a: np.ndarray, b: np.ndarray, out: np.ndarray, chunks: int |
 
 def dot_by_chunks(w: np.ndarray, b: np.ndarray, out: np.ndarray, chunks: int | None,
                   par: Callable[..., None]) -> None:
-    """``out = w @ b`` for ``w`` (o, k) and C-contiguous ``b`` (k, L), ``out`` (o, L): with
+    """``out = w @ b`` for ``w`` (o, k) and ``b`` (k, L) (fastest C-contiguous), ``out`` (o, L): with
     ``chunks``, one product per chunk of the long axis L (each writes its own columns of
     ``out``), the chunks split among ``par``'s threads; without, one ``dot``."""
     if chunks is None:
