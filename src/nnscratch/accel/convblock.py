@@ -168,10 +168,10 @@ class ConvBlock:
             ws["M"] = Y
         # a first layer's products (few channels, long rows) go by chunks of their columns
         chunks = ws["chunks"] = long_chunks(col.shape[1], K + 1, max(K + 1, o), conv.backend)
-        if chunks:   # each chunk's product, for the sums over chunks: (K, K), (O, K), (K, O)
-            ws["parts"] = {(r, q): xp.empty((chunks, r, q), dtype)
-                           for r, q in ((K, K), (o, K), (K, o))}
-        ws["S"], ws["R"] = xp.empty((K, K), dtype), xp.empty((o, K), dtype)
+        sums = ((K, K), (o, K)) if self.fold else ((K, o),)   # the products summed over chunks
+        ws["parts"] = {rq: xp.empty((chunks, *rq), dtype) for rq in sums} if chunks else {}
+        if self.fold:   # the patch covariance S and R = dA @ colc.T
+            ws["S"], ws["R"] = xp.empty((K, K), dtype), xp.empty((o, K), dtype)
         self._workspace[shape] = ws
         return ws
 
@@ -213,8 +213,8 @@ class ConvBlock:
             colc = col[:K]
             m = (colc @ ws["ones"]) / L
             par(lambda p: xp.subtract(colc[p], m[p, None], out=colc[p]), K, 2 * colc.size)
-            S, chunks = ws["S"], ws["chunks"]
-            dot_t_by_chunks(colc, colc, S, chunks, chunks and ws["parts"][K, K], par)
+            S = ws["S"]
+            dot_t_by_chunks(colc, colc, S, ws["chunks"], ws["parts"].get((K, K)), par)
             S /= L
             WS = W2 @ S
             var = xp.maximum(xp.einsum("ij,ij->i", WS, W2), 0)      # var = W2 S W2.T, per row
@@ -321,8 +321,8 @@ class ConvBlock:
             par(route, o, 2 * Y.size)
             dA = (ws["dA"] if self.pool else g).reshape(o, L)
             colc = col[:K]
-            R, chunks = ws["R"], ws["chunks"]                       # R = dA @ colc.T (O, K)
-            dot_t_by_chunks(dA, colc, R, chunks, chunks and ws["parts"][o, K], par)
+            R = ws["R"]                                             # R = dA @ colc.T (O, K)
+            dot_t_by_chunks(dA, colc, R, ws["chunks"], ws["parts"].get((o, K)), par)
             dgamma = inv_std * xp.einsum("ij,ij->i", R, W2)         # sum(dA * Zhat)
             bn.grads["gamma"][...] = dgamma
             # dW = dZ @ col.T = a * (R - dgamma * inv_std * (W2 @ S))
@@ -354,8 +354,7 @@ class ConvBlock:
                 Y_q += dA_q
         par(dxs, o, 5 * Y2.size)
         dWT = ws["dWT"]
-        chunks = ws["chunks"]                                       # dWT = (dXs @ col.T).T
-        dot_t_by_chunks(col, Y2, dWT, chunks, chunks and ws["parts"][K, o], par)
+        dot_t_by_chunks(col, Y2, dWT, ws["chunks"], ws["parts"].get((K, o)), par)   # (dXs @ col.T).T
         xp.multiply(dWT.T, s[:, None], out=conv.grads["W"].reshape(o, K))   # dW = s * dWs
         if not input_grad:
             return None

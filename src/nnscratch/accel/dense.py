@@ -397,9 +397,7 @@ class SoftmaxEpochs:
         ``SoftmaxCrossEntropy.per_example``. All share the row maxima. ``self.Z`` must be,
         unchanged, what the last ``run`` returned (its ``S`` are those of that run)."""
         if Z is self.Z:
-            index = self._figure_buffers[0]
-            self.xp.add(labels * self.n, self._eval[1], index)
-            return self._own_figures(index, lambda: labels)
+            return self.epoch_figures(None, labels)
         row_max, rows, _ = self._eval
         Z.max(axis=1, out=row_max)
         ok = self._in_range(row_max)
@@ -439,11 +437,7 @@ class SoftmaxEpochs:
         if not (ok or self.safe):
             return False, math.nan, math.nan
         self.take_rows(self._Z_flat, index, z_y)         # z_y = Z[i, label_i]
-        # accuracy as argmax's: the label's logit is its row's maximum, and no row holds its
-        # maximum twice (else argmax itself decides: the first index of the maximum)
-        hits = int(xp.count_nonzero(xp.equal(z_y, row_max, is_max)))
-        if int(xp.count_nonzero(xp.equal(Z, row_max[:, None], at_max))) != n:
-            hits = int(xp.count_nonzero(Z.argmax(axis=1) == labels()))
+        hits = argmax_hits(Z, labels, row_max, z_y, xp, (is_max, at_max))
         for S0, log_s in self._denominators:
             xp.log(S0, log_s)                            # log(m * sum(exp(z)))  (z - max when safe)
         if self.safe:
@@ -453,13 +447,17 @@ class SoftmaxEpochs:
         return ok, loss, hits / n
 
 
-def argmax_hits(logits: np.ndarray, labels: np.ndarray, row_max: np.ndarray,
-                z_y: np.ndarray, xp: Any) -> int:
+def argmax_hits(logits: np.ndarray, labels: Any, row_max: np.ndarray, z_y: np.ndarray,
+                xp: Any, out: tuple[np.ndarray, np.ndarray] | None = None) -> int:
     """How many rows have ``argmax(logits[i]) == labels[i]``, given the row maxima and the
     labels' logits ``z_y``, without argmax along the rows of column-major logits (slow): the
     label's logit is its row's maximum and no row holds its maximum twice. With a tie or a NaN
-    somewhere, argmax itself decides (the first index of the maximum, as ``predict``)."""
-    hits = int(xp.count_nonzero(z_y == row_max))       # (count_nonzero: faster than a sum)
-    if int(xp.count_nonzero(logits == row_max[:, None])) != logits.shape[0]:
-        hits = int(xp.count_nonzero(logits.argmax(axis=1) == labels))
+    somewhere, argmax itself decides (the first index of the maximum, as ``predict``).
+    ``labels`` may be a function returning them (called only then); ``out``: boolean buffers
+    shaped as ``z_y`` and ``logits`` for the comparisons."""
+    is_max, at_max = out if out is not None else (None, None)
+    hits = int(xp.count_nonzero(xp.equal(z_y, row_max, out=is_max)))   # (faster than a sum)
+    if int(xp.count_nonzero(xp.equal(logits, row_max[:, None], out=at_max))) != logits.shape[0]:
+        hits = int(xp.count_nonzero(logits.argmax(axis=1) == (labels() if callable(labels)
+                                                               else labels)))
     return hits
